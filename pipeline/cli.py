@@ -1,0 +1,225 @@
+"""The ``vidprof`` command line. ``main(argv) -> int`` never raises for a user's mistake.
+
+Exit codes: 0 ok; 1 runtime failure (missing file, broken model, busy port, failed frames, a fault);
+2 usage error (an impossible setting); 130 interrupted with Ctrl-C (the report is still written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import NoReturn
+
+from pipeline import __version__
+from pipeline.config import Injection, RunConfig
+from pipeline.errors import VidprofError
+
+DEFAULT_METRICS_PORT = 9464
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line, not a usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"vidprof: error: {message}; see `{self.prog} --help`\n")
+
+
+def _floats(what: str):
+    def parse(text: str) -> tuple[float, ...]:
+        try:
+            return tuple(float(x) for x in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated numbers for {what}, got {text!r}") from None
+    return parse
+
+
+def _seconds(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    src = p.add_argument_group("source")
+    src.add_argument("--source", help="video file, camera index or /dev/videoN, rtsp:// udp:// http:// URL, image "
+                     "folder or glob, or synthetic:WxH@FPS (default: the embedded 720p sample clip)")
+    src.add_argument("--frames", type=int, help="stop after N frames")
+    src.add_argument("--duration", type=_seconds, help="stop after this many seconds")
+    src.add_argument("--loop", action="store_true", help="restart a file or image folder at its end")
+    src.add_argument("--realtime", action="store_true",
+                     help="pace a file or synthetic source at its FPS, like a camera (drops frames when behind)")
+    mod = p.add_argument_group("model and inference")
+    mod.add_argument("--model", help="OpenVINO IR .xml, ONNX, TFLite, ... (default: the embedded sample detector)")
+    mod.add_argument("--device", default="CPU", help="CPU (default), GPU, NPU, AUTO, ...")
+    mod.add_argument("--hint", default="throughput",
+                     help="latency | throughput (default) | cumulative_throughput | none")
+    mod.add_argument("--streams", type=int, help="number of inference streams (default: the device's choice)")
+    mod.add_argument("--nireq", type=int, help="number of infer requests (default: the device's optimal number)")
+    mod.add_argument("--infer-precision", help="f32 | f16 | bf16 (default: the device's; bf16 on CPUs that have it)")
+    mod.add_argument("--cache-dir", help="OpenVINO model cache folder (faster compile on later runs)")
+    mod.add_argument("--sync", action="store_true", help="one synchronous request at a time, for comparison")
+    mod.add_argument("--zero-copy", action=argparse.BooleanOptionalAction, default=True,
+                     help="share the input tensor with the frame's memory instead of copying it (default: on)")
+    mod.add_argument("--perf-counters", action="store_true", help="enable OpenVINO PERF_COUNT")
+    pre = p.add_argument_group("preprocessing")
+    pre.add_argument("--preprocess", default="separate", help="separate (default) | fused | host")
+    pre.add_argument("--model-color", default="bgr", help="channel order the model expects: bgr (default) | rgb")
+    pre.add_argument("--mean", type=_floats("--mean"), help="per-channel mean to subtract, e.g. 123.7,116.3,103.5")
+    pre.add_argument("--scale", type=_floats("--scale"), help="per-channel divisor, e.g. 58.4,57.1,57.4")
+    post = p.add_argument_group("postprocessing")
+    post.add_argument("--postprocess", default="auto",
+                      help="auto (default) | detection | ssd | classification | passthrough")
+    post.add_argument("--threshold", type=float, default=0.5, help="score threshold (default 0.5)")
+    post.add_argument("--iou", type=float, default=0.5, help="NMS IoU threshold (default 0.5)")
+    post.add_argument("--top-k", type=int, default=5, help="classes kept by classification (default 5)")
+    prof = p.add_argument_group("profiling and output")
+    prof.add_argument("--inject", action="append", default=[], metavar="STAGE=DURATION",
+                      help="what-if delay in a stage, e.g. postprocess=8ms; decode=busy:5ms burns CPU (repeatable)")
+    prof.add_argument("--report", help="write the summary as JSON to this file (also on Ctrl-C or a fault)")
+    prof.add_argument("--metrics-host", default="127.0.0.1", help="address for /metrics (default 127.0.0.1)")
+    prof.add_argument("--metrics-port", type=int,
+                      help=f"port for /metrics (default {DEFAULT_METRICS_PORT}, or a free one if it is busy; "
+                           "0 picks a free port)")
+    prof.add_argument("--no-metrics", action="store_true", help="do not serve /metrics")
+    prof.add_argument("--pipeline-name", help="the pipeline label on every series (default: from the source)")
+    prof.add_argument("--stream", default="0", help="the stream label (default 0)")
+    prof.add_argument("--queue-size", type=int, default=4, help="frames each queue between stages holds (default 4)")
+    prof.add_argument("--quiet", action="store_true", help="no progress line")
+    prof.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="vidprof", description="End-to-end video pipeline profiler for OpenVINO.")
+    parser.add_argument("--version", action="version", version=f"vidprof {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    run = sub.add_parser("run", help="profile decode -> preprocess -> inference -> postprocess")
+    add_run_arguments(run)
+    return parser
+
+
+def config_from_args(a: argparse.Namespace, metrics_port: int | None) -> RunConfig:
+    from stages.inference import InferenceOptions
+    from stages.postprocess import PostprocessOptions
+    from stages.preprocess import PreprocessOptions
+
+    return RunConfig(
+        source=a.source, model=a.model, frames=a.frames, duration=a.duration, loop=a.loop, realtime=a.realtime,
+        preprocess=a.preprocess,
+        preprocess_options=PreprocessOptions(a.model_color, a.mean, a.scale),
+        inference=InferenceOptions(a.device, a.hint, a.streams, a.nireq, a.infer_precision, a.cache_dir, a.sync,
+                                   a.zero_copy, a.perf_counters),
+        postprocess=PostprocessOptions(a.postprocess, a.threshold, a.iou, a.top_k),
+        inject=tuple(Injection.parse(x) for x in a.inject),
+        metrics_host=a.metrics_host, metrics_port=metrics_port, report=a.report,
+        pipeline_name=a.pipeline_name, stream=a.stream, queue_size=a.queue_size,
+    )
+
+
+def _err(message: str) -> None:
+    print(f"vidprof: error: {message}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    debug = getattr(args, "debug", False)
+    try:
+        if args.command == "run":
+            return _run(args)
+    except VidprofError as e:
+        if debug:
+            traceback.print_exc()
+        _err(str(e))
+        return e.exit_code
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return 130
+    except Exception as e:  # a bug, not a user mistake: say so, keep the traceback behind --debug
+        if debug:
+            traceback.print_exc()
+        _err(f"unexpected {type(e).__name__}: {e} (a vidprof bug; rerun with --debug and report it)")
+        return 1
+    return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
+
+    from pipeline.runner import Runner
+    from profiling import exporter, report
+    from profiling.console import ProgressLine, render_summary
+    from samples.assets import RANDOM_WEIGHTS_NOTE
+
+    explicit_port = args.metrics_port is not None
+    port = None if args.no_metrics else (args.metrics_port if explicit_port else DEFAULT_METRICS_PORT)
+    config = config_from_args(args, port)
+    if config.report:
+        report.check_writable(config.report)
+
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    server = None
+    if config.metrics_port is not None:
+        try:
+            server = exporter.serve(registry, config.metrics_host, config.metrics_port)
+        except VidprofError:
+            if explicit_port:
+                raise
+            server = exporter.serve(registry, config.metrics_host, 0)
+            print(f"vidprof: port {DEFAULT_METRICS_PORT} is busy; serving metrics on a free port instead",
+                  file=sys.stderr)
+        print(f"vidprof: metrics at {server.url}", file=sys.stderr)
+
+    runner = Runner(config, registry)
+    progress = ProgressLine() if not args.quiet else None
+    error: VidprofError | None = None
+    try:
+        if config.model is None:
+            print(f"vidprof: note: {RANDOM_WEIGHTS_NOTE}", file=sys.stderr)
+        runner.prepare()
+        runner.run(on_progress=progress)
+    except VidprofError as e:
+        error = e
+    finally:
+        if progress is not None:
+            progress.finish()
+        if server is not None:
+            server.close()
+    if error is not None and not runner._prepared:
+        raise error  # nothing was measured yet: just the error
+    summary = runner.summary()
+    render_summary(summary.report)
+    if config.report:
+        report.write_report(config.report, summary.report)
+        print(f"vidprof: report written to {config.report}", file=sys.stderr)
+    if error is not None:
+        raise error
+    rep = summary.report
+    if rep["fault"]:
+        _err(rep["fault"])
+        return 1
+    if runner.info.interrupted:
+        _err("interrupted; the figures above cover what ran until then")
+        return 130
+    if rep["frames"]["failed"]:
+        _err(f"{rep['frames']['failed']} frames failed; first error: {rep['first_error']}")
+        return 1
+    if rep["frames"]["completed"] == 0:
+        _err("no frame completed; check the source")
+        return 1
+    return 0
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

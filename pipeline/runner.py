@@ -1,0 +1,399 @@
+"""The runner: builds the stages from a config and runs them on threads joined by bounded queues.
+
+    decode ─q_pre─▶ preprocess ─q_inf─▶ submit ══ N infer requests ══▶ callback ─q_post─▶ postprocess ─▶ recorder
+
+Every thread catches what goes wrong with one frame and passes the frame on marked as failed, so a
+frame is always counted and the end-of-stream marker always reaches the last thread: no hang, nothing
+lost. A fault that stops the run (the source breaks) is kept and reported after a clean drain.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import resource
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import openvino as ov
+from prometheus_client import CollectorRegistry
+
+from pipeline.config import Injection, RunConfig
+from pipeline.errors import RunError
+from profiling.clock import Clock, MonotonicClock
+from profiling.marks import STAGES
+from profiling.metrics import PipelineMetrics
+from profiling.recorder import FrameSink, Recorder
+from profiling.summary import RunInfo, Summary, busy_ratios
+from samples import assets
+from stages import sources
+from stages.frame import Frame
+from stages.inference import InferenceStage, busy_delay, compile_model, resolved_nireq, sleep_delay
+from stages.model_input import read_input_spec
+from stages.postprocess import Postprocess
+from stages.preprocess import FusedPreprocess, HostPreprocess, SeparatePreprocess, fuse_preprocessing
+
+_END = object()  # end-of-stream marker, passed down every queue once
+MAX_CONSECUTIVE_FAILURES = 50
+SYNTHETIC_DEFAULT_SECONDS = 10.0
+
+
+@dataclass
+class Progress:
+    """A snapshot for live display; the runner measures, the caller decides how to show it."""
+
+    elapsed: float
+    completed: int
+    dropped: int
+    failed: int
+    fps: float
+    stage_ms: dict[str, float]
+
+
+def rss_bytes() -> int:
+    """Resident memory now, from /proc (Linux); 0 where unavailable."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # ru_maxrss is KiB on Linux
+
+
+def _delay(inj: Injection | None) -> Callable[[], None] | None:
+    if inj is None or inj.seconds == 0:
+        return None
+    return busy_delay(inj.seconds) if inj.busy else sleep_delay(inj.seconds)
+
+
+def _cache_files(path: str | None) -> set[str]:
+    if not path or not os.path.isdir(path):
+        return set()
+    return {f for f in os.listdir(path) if f.endswith(".blob")}
+
+
+class Runner:
+    """One pipeline run. ``prepare()`` opens and compiles; ``run()`` processes frames; ``summary()`` any time."""
+
+    def __init__(self, config: RunConfig, registry: CollectorRegistry | None = None,
+                 clock: Clock | None = None, sink: FrameSink | None = None) -> None:
+        self.config = config
+        self.clock = clock or MonotonicClock()
+        self.pipeline_name = config.pipeline_name or default_pipeline_name(config.source)
+        self.metrics = PipelineMetrics(registry, self.pipeline_name, config.stream) if registry is not None else None
+        self.recorder = Recorder(self.metrics)
+        self._sink: FrameSink = sink or self.recorder
+        self.info = RunInfo(config=config.to_dict())
+        self.info.config["pipeline_name"] = self.pipeline_name
+        self.stop_event = threading.Event()
+        self._prepared = False
+        self._first_inference_done = False
+
+    # ----------------------------------------------------------------- set-up
+    def prepare(self) -> None:
+        cfg = self.config
+        info = self.info
+        source_spec = cfg.source or assets.sample_clip_path()
+        self.source = sources.open_source(source_spec, loop=cfg.loop, realtime=cfg.realtime)
+        info.config["source"] = self.source.description
+        info.config["source_kind"] = self.source.kind
+        info.config["source_size"] = [self.source.width, self.source.height]
+        info.config["live"] = self.source.live
+        self.frame_limit = cfg.frames
+        if self.frame_limit is None and cfg.duration is None and self.source.kind == "synthetic":
+            self.frame_limit = int((self.source.fps or 30.0) * SYNTHETIC_DEFAULT_SECONDS)
+        info.config["frame_limit"] = self.frame_limit
+
+        model_path = cfg.model or assets.sample_model_path()
+        info.config["model"] = model_path
+        info.config["sample_model"] = cfg.model is None
+        if not os.path.exists(model_path):
+            raise RunError(f"model {model_path}: no such file; expected an OpenVINO IR (.xml), ONNX, TFLite, "
+                           "TensorFlow or PaddlePaddle model")
+        core = ov.Core()
+        t0 = time.perf_counter()
+        try:
+            model = core.read_model(model_path)
+        except RuntimeError as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise RunError(f"cannot read model {model_path}: {first}; expected a valid OpenVINO IR (.xml + .bin), "
+                           "ONNX, TFLite, TensorFlow or PaddlePaddle model") from e
+        info.startup["read_model"] = time.perf_counter() - t0
+
+        fw, fh = self.source.width, self.source.height
+        spec = read_input_spec(model, (fw, fh))
+        info.config["model_input"] = {"name": spec.name, "layout": spec.layout, "dtype": str(spec.dtype),
+                                      "shape": list(spec.shape)}
+        pre_opts = cfg.preprocess_options
+        if cfg.preprocess == "fused":
+            model = fuse_preprocessing(model, spec, pre_opts, fw, fh)
+            self.preprocess: Any = FusedPreprocess(fw, fh)
+        elif cfg.preprocess == "separate":
+            self.preprocess = SeparatePreprocess(core, cfg.inference.device, spec, pre_opts, fw, fh)
+        else:
+            self.preprocess = HostPreprocess(spec, pre_opts)
+
+        inf = cfg.inference
+        before = _cache_files(inf.cache_dir)
+        t0 = time.perf_counter()
+        compiled = compile_model(core, model, inf)
+        info.startup["compile"] = time.perf_counter() - t0
+        after = _cache_files(inf.cache_dir)
+        info.startup["cache"] = "off" if not inf.cache_dir else ("miss" if after - before else "hit")
+        info.memory["after_compile_rss_bytes"] = rss_bytes()
+        self.nireq = resolved_nireq(compiled, inf)
+        info.nireq = self.nireq
+        info.config["resolved"] = self._resolved(compiled)
+
+        self.postprocess = Postprocess(cfg.postprocess, [tuple(o.get_shape()) for o in compiled.outputs],
+                                       [o.get_any_name() if o.get_names() else "" for o in compiled.outputs])
+        info.config["postprocess_decoder"] = self.postprocess.kind
+        self.q_pre: queue.Queue = queue.Queue(maxsize=2 if self.source.live else cfg.queue_size)
+        self.q_inf: queue.Queue = queue.Queue(maxsize=max(cfg.queue_size, self.nireq))
+        self.q_post: queue.Queue = queue.Queue(maxsize=max(cfg.queue_size, self.nireq) * 2)
+        self.inference = InferenceStage(
+            compiled, self.nireq, inf, self.clock, self.q_post.put,
+            on_busy=self.metrics.infer_requests_busy.set if self.metrics else None,
+            inject=_delay(cfg.injection("inference")),
+        )
+        if self.metrics is not None:
+            m = self.metrics
+            m.infer_requests.set(self.nireq)
+            m.watch_queues({"preprocess": self.q_pre.qsize, "inference": self.q_inf.qsize,
+                            "postprocess": self.q_post.qsize})
+            for phase in ("read_model", "compile"):
+                m.startup[phase].set(info.startup[phase])
+            r = info.config["resolved"]
+            m.info.info({k: str(v) for k, v in {
+                "model": os.path.basename(model_path), "device": inf.device, "hint": inf.hint,
+                "streams": r.get("streams"), "nireq": self.nireq, "preprocess": cfg.preprocess,
+                "precision": r.get("precision"), "source": self.source.kind,
+            }.items()})
+        self._prepared = True
+
+    def _resolved(self, compiled: ov.CompiledModel) -> dict[str, Any]:
+        """What the device actually chose: users argue about defaults, so record them."""
+        out: dict[str, Any] = {"nireq": self.nireq}
+        for key, name in (("streams", "NUM_STREAMS"), ("precision", "INFERENCE_PRECISION_HINT"),
+                          ("hint", "PERFORMANCE_HINT"), ("threads", "INFERENCE_NUM_THREADS")):
+            try:
+                out[key] = str(compiled.get_property(name))
+            except RuntimeError:
+                out[key] = None
+        return out
+
+    # ----------------------------------------------------------------- threads
+    def _fault(self, where: str, e: BaseException) -> None:
+        if self.info.fault is None:
+            self.info.fault = f"{where}: {type(e).__name__}: {e}" if not isinstance(e, RunError) else str(e)
+        self.stop_event.set()
+
+    def _put_live(self, frame: Frame) -> None:
+        """Never block on a live source: drop the oldest waiting frame instead."""
+        while True:
+            try:
+                self.q_pre.put_nowait(frame)
+                return
+            except queue.Full:
+                try:
+                    old = self.q_pre.get_nowait()
+                    self._sink.frame_dropped(old.marks)
+                except queue.Empty:
+                    pass
+
+    def _decode_loop(self) -> None:
+        clock, src, cfg = self.clock, self.source, self.config
+        inject = _delay(cfg.injection("decode"))
+        put = self._put_live if src.live else self.q_pre.put
+        deadline = None if cfg.duration is None else clock.now_ns() + int(cfg.duration * 1e9)
+        index = 0
+        try:
+            while not self.stop_event.is_set():
+                if self.frame_limit is not None and index >= self.frame_limit:
+                    break
+                if deadline is not None and clock.now_ns() >= deadline:
+                    break
+                frame = Frame(index)
+                frame.marks.start["decode"] = clock.now_ns()
+                image = src.read()
+                if image is None:
+                    break
+                if inject is not None:
+                    inject()
+                frame.marks.end["decode"] = clock.now_ns()
+                frame.image = image
+                put(frame)
+                index += 1
+        except Exception as e:
+            self._fault("decode", e)
+        finally:
+            self.q_pre.put(_END)
+
+    def _preprocess_loop(self) -> None:
+        clock = self.clock
+        inject = _delay(self.config.injection("preprocess"))
+        while True:
+            frame = self.q_pre.get()
+            if frame is _END:
+                break
+            frame.marks.start["preprocess"] = clock.now_ns()
+            try:
+                self.preprocess.process(frame)
+                if inject is not None:
+                    inject()
+            except Exception as e:
+                frame.error = f"preprocess: {e}"
+            frame.marks.end["preprocess"] = clock.now_ns()
+            self.q_inf.put(frame)
+        self.q_inf.put(_END)
+
+    def _submit_loop(self) -> None:
+        try:
+            while True:
+                frame = self.q_inf.get()
+                if frame is _END:
+                    break
+                if frame.error is not None:
+                    self.q_post.put(frame)
+                    continue
+                try:
+                    self.inference.submit(frame)
+                except Exception as e:
+                    frame.error = f"inference submit: {e}"
+                    self.q_post.put(frame)
+        finally:
+            try:
+                self.inference.drain()
+            finally:
+                self.q_post.put(_END)
+
+    def _postprocess_loop(self) -> None:
+        clock = self.clock
+        inject = _delay(self.config.injection("postprocess"))
+        consecutive_failures = 0
+        while True:
+            frame = self.q_post.get()
+            if frame is _END:
+                break
+            marks = frame.marks
+            marks.start["postprocess"] = clock.now_ns()
+            if frame.error is None:
+                try:
+                    self.postprocess.process(frame)
+                    if inject is not None:
+                        inject()
+                except Exception as e:
+                    frame.error = f"postprocess: {e}"
+            marks.end["postprocess"] = clock.now_ns()
+            failed = frame.error is not None
+            self._sink.frame_done(marks, frame.transfer, failed, frame.error)
+            if not self._first_inference_done and "inference" in marks.end and "inference" in marks.start:
+                self._first_inference_done = True
+                sec = marks.stage_seconds("inference") or 0.0
+                self.info.startup["first_inference"] = sec
+                if self.metrics is not None:
+                    self.metrics.startup["first_inference"].set(sec)
+            consecutive_failures = consecutive_failures + 1 if failed else 0
+            if consecutive_failures == MAX_CONSECUTIVE_FAILURES:
+                self._fault("postprocess", RunError(
+                    f"stopped after {MAX_CONSECUTIVE_FAILURES} failed frames in a row; first error: "
+                    f"{self.recorder.first_error or frame.error}"))
+
+    # ----------------------------------------------------------------- run
+    def run(self, on_progress: Callable[[Progress], None] | None = None, tick_seconds: float = 0.5) -> None:
+        """Process frames until the source ends, a limit is reached, a fault or stop(); blocks until drained.
+
+        Ctrl-C (KeyboardInterrupt in the calling thread) stops the source and drains what is in flight.
+        """
+        if not self._prepared:
+            self.prepare()
+        threads = [threading.Thread(target=fn, name=f"vidprof-{name}", daemon=True) for name, fn in (
+            ("decode", self._decode_loop), ("preprocess", self._preprocess_loop),
+            ("submit", self._submit_loop), ("postprocess", self._postprocess_loop))]
+        self._t_start = self.clock.now_ns()
+        for t in threads:
+            t.start()
+        last_tick = (self._t_start, 0)
+        try:
+            while True:
+                try:
+                    threads[-1].join(tick_seconds)
+                    if not threads[-1].is_alive():
+                        break
+                    last_tick = self._tick(last_tick, on_progress)
+                except KeyboardInterrupt:
+                    self.info.interrupted = True
+                    self.stop_event.set()
+        finally:
+            for t in threads:
+                t.join(timeout=30)
+            self.close()
+            self.info.wall_seconds = (self.clock.now_ns() - self._t_start) / 1e9
+            self._update_gauges(final=True)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def _tick(self, last: tuple[int, int], on_progress: Callable[[Progress], None] | None) -> tuple[int, int]:
+        now, done = self.clock.now_ns(), self.recorder.completed
+        window = (now - last[0]) / 1e9
+        fps = (done - last[1]) / window if window > 0 else 0.0
+        self.info.wall_seconds = (now - self._t_start) / 1e9
+        if self.metrics is not None:
+            self.metrics.fps.set(fps)
+        self._update_gauges()
+        if on_progress is not None:
+            s = self.recorder.samples
+            # The last 200 frames: a live view, cheap whatever the length of the run.
+            stage_ms = {st: (sum(s.stages[st][-200:]) / len(s.stages[st][-200:]) * 1e3) if len(s.stages[st]) else 0.0
+                        for st in STAGES}
+            r = self.recorder
+            on_progress(Progress(self.info.wall_seconds, r.completed, r.dropped, r.failed, fps, stage_ms))
+        return now, done
+
+    def _update_gauges(self, final: bool = False) -> None:
+        if self.metrics is None:
+            return
+        for stage, ratio in busy_ratios(self.recorder, self.info.wall_seconds, self.info.nireq).items():
+            self.metrics.busy_ratio[stage].set(ratio)
+        if final and self.info.wall_seconds > 0:
+            self.metrics.fps.set(self.recorder.completed / self.info.wall_seconds)
+
+    def close(self) -> None:
+        for part in ("source", "preprocess", "postprocess"):
+            obj = getattr(self, part, None)
+            if obj is not None:
+                try:
+                    obj.close()
+                except Exception:  # closing must not hide the run's own result
+                    pass
+
+    def summary(self) -> Summary:
+        """What was measured so far; valid after a fault or interrupt too."""
+        self.info.memory["peak_rss_bytes"] = peak_rss_bytes()
+        return Summary.build(self.recorder, self.info)
+
+
+def default_pipeline_name(source: str | None) -> str:
+    """A short, label-safe name from the source: 'sample', the file's stem, 'camera0', the URL's host."""
+    import re
+
+    if source is None:
+        return "sample"
+    kind = sources.source_kind(source)
+    if kind == "synthetic":
+        base = "synthetic"
+    elif kind == "camera":
+        base = "camera" + re.sub(r"\D", "", source)
+    elif kind == "url":
+        base = re.sub(r"^[a-z]+://(?:[^@/]*@)?", "", source.lower()).split("/")[0]
+    else:
+        base = os.path.splitext(os.path.basename(source.rstrip("/*")))[0] or "images"
+    name = re.sub(r"[^A-Za-z0-9_.:-]", "_", base)[:64]
+    return name or "vidprof"

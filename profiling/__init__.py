@@ -1,0 +1,1 @@
+"""Measuring: clocks, per-frame marks, Prometheus metrics, summaries and reports."""

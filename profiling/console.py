@@ -1,0 +1,86 @@
+"""Rendering for people: the live progress line and the summary table. Nothing here measures."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, TextIO
+
+from rich.console import Console
+from rich.table import Table
+
+from profiling.marks import STAGES
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.2f}"
+
+
+class ProgressLine:
+    """One updating line on a terminal; a plain line every few seconds when output is a file or pipe."""
+
+    def __init__(self, stream: TextIO | None = None, every_seconds: float = 5.0) -> None:
+        self._stream = stream or sys.stderr
+        self._tty = self._stream.isatty()
+        self._every = every_seconds
+        self._last = 0.0
+
+    def __call__(self, p: Any) -> None:
+        stages = " ".join(f"{s} {p.stage_ms[s]:.1f}" for s in STAGES)
+        line = (f"{p.elapsed:6.1f}s  frames {p.completed}  dropped {p.dropped}  failed {p.failed}  "
+                f"{p.fps:6.1f} FPS  ms: {stages}")
+        if self._tty:
+            self._stream.write("\r" + line[:160].ljust(120))
+            self._stream.flush()
+        elif time.monotonic() - self._last >= self._every:
+            self._last = time.monotonic()
+            self._stream.write(line + "\n")
+            self._stream.flush()
+
+    def finish(self) -> None:
+        if self._tty:
+            self._stream.write("\n")
+            self._stream.flush()
+
+
+def summary_table(report: dict[str, Any]) -> Table:
+    t = Table(title="vidprof summary (latency in ms)", title_justify="left")
+    for col in ("figure", "count", "mean", "p50", "p90", "p99", "max"):
+        t.add_column(col, justify="left" if col == "figure" else "right")
+
+    def row(name: str, st: dict[str, float], style: str | None = None) -> None:
+        t.add_row(name, str(st["count"]), *(_ms(st[k]) for k in ("mean", "p50", "p90", "p99", "max")), style=style)
+
+    neck = report["bottleneck"]["stage"]
+    for s in STAGES:
+        row(s + ("  <- bottleneck" if s == neck else ""), report["stages"][s], "bold" if s == neck else None)
+    for w, st in report["waits"].items():
+        if st["count"]:
+            row(f"  queue before {w}" if w != "infer_wait" else "  wait for infer request", st, "dim")
+    row("end-to-end", report["e2e"], "bold")
+    return t
+
+
+def render_summary(report: dict[str, Any], console: Console | None = None) -> None:
+    # A pipe or file gets a fixed width so the table is never folded at 80 columns.
+    console = console or Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+    console.print(summary_table(report))
+    f = report["frames"]
+    console.print(f"frames: {f['completed']} completed, {f['dropped']} dropped, {f['failed']} failed "
+                  f"in {report['wall_seconds']:.2f} s  ->  [bold]{report['fps']:.1f} FPS[/bold]")
+    for d, label in (("host_to_device", "host->device"), ("device_to_host", "device->host")):
+        tr = report["transfer"][d]
+        console.print(f"transfer {label}: {tr['bytes']:,} bytes, {tr['seconds'] * 1e3:.2f} ms in total "
+                      f"({tr['per_frame']['mean'] * 1e6:.1f} µs per frame)")
+    st = report["startup"]
+    parts = [f"{k} {st[k] * 1e3:.1f} ms" for k in ("read_model", "compile", "first_inference") if k in st]
+    if "cache" in st:
+        parts.append(f"cache {st['cache']}")
+    console.print("startup: " + ", ".join(parts))
+    busy = report["busy"]
+    console.print("busy: " + ", ".join(f"{s} {busy[s]:.0%}" for s in STAGES))
+    console.print(f"bottleneck: [bold]{report['bottleneck']['stage']}[/bold]: {report['bottleneck']['advice']}")
+    if report.get("first_error"):
+        console.print(f"[red]first frame error: {report['first_error']}[/red]")
+    if report.get("fault"):
+        console.print(f"[red]run stopped by a fault: {report['fault']}[/red]")

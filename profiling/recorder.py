@@ -1,0 +1,138 @@
+"""The recorder: turns each finished frame's marks into samples and Prometheus observations.
+
+All frames (completed or failed) are handed to ``frame_done`` from one thread, the
+postprocess thread; drops come from the decode thread and are counted under a lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from array import array
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from profiling.marks import STAGES, WAITS, Marks
+from profiling.metrics import PipelineMetrics
+
+
+@dataclass
+class Transfer:
+    """Host<->device traffic of one frame."""
+
+    h2d_bytes: int = 0
+    h2d_ns: int = 0
+    d2h_bytes: int = 0
+    d2h_ns: int = 0
+
+
+class FrameSink(Protocol):
+    """What the runner reports frames to; the real recorder or a no-op for overhead benchmarks."""
+
+    def frame_done(self, marks: Marks, transfer: Transfer, failed: bool, error: str | None = None) -> None: ...
+
+    def frame_dropped(self, marks: Marks | None = None) -> None: ...
+
+
+@dataclass
+class Samples:
+    """Per-frame figures of completed frames, compact (8 bytes a value)."""
+
+    stages: dict[str, array] = field(default_factory=lambda: {s: array("d") for s in STAGES})
+    waits: dict[str, array] = field(default_factory=lambda: {w: array("d") for w in WAITS})
+    e2e: array = field(default_factory=lambda: array("d"))
+    # e2e minus (stages + waits); zero by construction unless a mark is missing.
+    unaccounted: array = field(default_factory=lambda: array("d"))
+    h2d_seconds: array = field(default_factory=lambda: array("d"))
+    d2h_seconds: array = field(default_factory=lambda: array("d"))
+
+
+class Recorder:
+    """Keeps every frame's figures and feeds the Prometheus metrics."""
+
+    def __init__(self, metrics: PipelineMetrics | None) -> None:
+        self._m = metrics
+        self.samples = Samples()
+        self.completed = 0
+        self.failed = 0
+        self.dropped = 0
+        self.h2d_bytes = 0
+        self.d2h_bytes = 0
+        self.busy_seconds: dict[str, float] = {s: 0.0 for s in STAGES}
+        self.first_error: str | None = None
+        # Decode time of frames dropped before preprocessing: work done, so it counts as busy.
+        self.dropped_decode_seconds = 0.0
+        self._drop_lock = threading.Lock()
+
+    def frame_done(self, marks: Marks, transfer: Transfer, failed: bool, error: str | None = None) -> None:
+        s = self.samples
+        m = self._m
+        # Busy time counts every stage a frame went through, failed or not: the work was done.
+        for stage in STAGES:
+            sec = marks.stage_seconds(stage)
+            if sec is not None:
+                self.busy_seconds[stage] += sec
+        if failed:
+            self.failed += 1
+            if self.first_error is None and error:
+                self.first_error = error
+            if m is not None:
+                m.frames["failed"].inc()
+            return
+        total = 0.0
+        for stage in STAGES:
+            sec = marks.stage_seconds(stage)
+            if sec is None:
+                continue
+            total += sec
+            s.stages[stage].append(sec)
+            if m is not None:
+                m.stage_latency[stage].observe(sec)
+        for name, sec in marks.waits_seconds().items():
+            total += sec
+            s.waits[name].append(sec)
+            if m is not None:
+                m.stage_queue[name].observe(sec)
+        e2e = marks.e2e_seconds()
+        if e2e is not None:
+            s.e2e.append(e2e)
+            s.unaccounted.append(e2e - total)
+            if m is not None:
+                m.frame_latency.observe(e2e)
+        h2d, d2h = transfer.h2d_ns / 1e9, transfer.d2h_ns / 1e9
+        s.h2d_seconds.append(h2d)
+        s.d2h_seconds.append(d2h)
+        self.h2d_bytes += transfer.h2d_bytes
+        self.d2h_bytes += transfer.d2h_bytes
+        self.completed += 1
+        if m is not None:
+            m.transfer_seconds["host_to_device"].observe(h2d)
+            m.transfer_seconds["device_to_host"].observe(d2h)
+            m.transfer_bytes["host_to_device"].inc(transfer.h2d_bytes)
+            m.transfer_bytes["device_to_host"].inc(transfer.d2h_bytes)
+            m.frames["completed"].inc()
+
+    def frame_dropped(self, marks: Marks | None = None) -> None:
+        sec = marks.stage_seconds("decode") if marks is not None else None
+        with self._drop_lock:
+            self.dropped += 1
+            self.dropped_decode_seconds += sec or 0.0
+        if self._m is not None:
+            self._m.frames["dropped"].inc()
+
+
+class NullRecorder:
+    """Counts frames and nothing else: the baseline for measuring instrumentation overhead."""
+
+    def __init__(self) -> None:
+        self.completed = 0
+        self.failed = 0
+        self.dropped = 0
+
+    def frame_done(self, marks: Marks, transfer: Transfer, failed: bool, error: str | None = None) -> None:
+        if failed:
+            self.failed += 1
+        else:
+            self.completed += 1
+
+    def frame_dropped(self, marks: Marks | None = None) -> None:
+        self.dropped += 1

@@ -1,0 +1,46 @@
+"""The JSON report: the summary in base units (seconds, bytes), written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any
+
+from pipeline.errors import RunError
+
+REPORT_VERSION = 1
+
+
+def check_writable(path: str) -> None:
+    """Fail before the run, not after it, when the report cannot be written."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise RunError(f"--report {path}: folder {folder} does not exist; create it or choose another path")
+    if not os.access(folder, os.W_OK):
+        raise RunError(f"--report {path}: folder {folder} is not writable; choose another path")
+
+
+def write_report(path: str, report: dict[str, Any]) -> None:
+    doc = {"vidprof_report": REPORT_VERSION, **report}
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".vidprof-report-", suffix=".json", dir=folder)
+    with os.fdopen(fd, "w") as f:
+        json.dump(doc, f, indent=2, default=str)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def read_report(path: str) -> dict[str, Any]:
+    try:
+        with open(path) as f:
+            doc = json.load(f)
+    except FileNotFoundError as e:
+        raise RunError(f"report {path}: no such file; expected a JSON file written by `vidprof run --report`") from e
+    except json.JSONDecodeError as e:
+        raise RunError(f"report {path}: not valid JSON ({e.msg} at line {e.lineno}); "
+                       "expected a file written by `vidprof run --report`") from e
+    if not isinstance(doc, dict) or "vidprof_report" not in doc:
+        raise RunError(f"report {path}: JSON without a vidprof_report field; expected a file written by "
+                       "`vidprof run --report`")
+    return doc

@@ -1,0 +1,47 @@
+"""The embedded default: a sample model and clip, made locally on first use and cached.
+
+Nothing is downloaded. The cache lives in ``$XDG_CACHE_HOME/vidprof`` (``~/.cache/vidprof``
+when unset); files are written atomically so two first runs at once do not clash.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import openvino as ov
+
+from samples.clip import write_clip
+from samples.model import DetectorSpec, build_detector
+
+# Bump when the generators change, so stale caches are not reused.
+ASSET_VERSION = "1"
+SAMPLE_CLIP_FRAMES = 300  # 10 s at 30 FPS
+RANDOM_WEIGHTS_NOTE = ("the sample model's weights are random: it costs what a real detector of its size costs, "
+                       "its detections mean nothing")
+
+
+def cache_dir() -> str:
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(root, "vidprof", f"samples-v{ASSET_VERSION}")
+
+
+def sample_model_path() -> str:
+    path = os.path.join(cache_dir(), "sample_detector.xml")
+    if not os.path.exists(path):
+        os.makedirs(cache_dir(), exist_ok=True)
+        tmp = tempfile.mkdtemp(dir=cache_dir())
+        tmp_xml = os.path.join(tmp, "sample_detector.xml")
+        ov.save_model(build_detector(DetectorSpec()), tmp_xml, compress_to_fp16=False)
+        # The .bin goes first so a reader that sees the .xml always finds its weights.
+        os.replace(os.path.join(tmp, "sample_detector.bin"), os.path.join(cache_dir(), "sample_detector.bin"))
+        os.replace(tmp_xml, path)
+        os.rmdir(tmp)
+    return path
+
+
+def sample_clip_path() -> str:
+    path = os.path.join(cache_dir(), "sample_720p.mp4")
+    if not os.path.exists(path):
+        write_clip(path, 1280, 720, SAMPLE_CLIP_FRAMES, 30.0)
+    return path

@@ -1,0 +1,1 @@
+"""The pipeline's stages: decode, preprocess, inference, postprocess."""

@@ -1,0 +1,200 @@
+"""Inference: compile the model and run it with asynchronous infer requests (or one at a time with --sync).
+
+Timing (see docs/metrics.md): ``infer_wait`` is the wait for a free request; the ``inference`` stage runs
+from handing the input to the request until the completion callback has copied the outputs out. Inside
+it, host->device is the time spent giving the input to the request (a tensor wrap when zero-copy, a memcpy
+otherwise) and device->host the copy of the outputs; bytes are counted exactly.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import openvino as ov
+
+from pipeline.errors import RunError, UsageError
+from profiling.clock import Clock
+from stages.frame import Frame
+
+HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT", "cumulative_throughput": "CUMULATIVE_THROUGHPUT",
+         "none": None}
+PRECISIONS = ("f32", "f16", "bf16")
+
+
+@dataclass(frozen=True)
+class InferenceOptions:
+    device: str = "CPU"
+    hint: str = "throughput"
+    streams: int | None = None  # None: the device's choice for the hint
+    nireq: int | None = None  # None: OPTIMAL_NUMBER_OF_INFER_REQUESTS
+    infer_precision: str | None = None  # None: the device default (bf16 on CPUs that have it)
+    cache_dir: str | None = None
+    sync: bool = False
+    zero_copy: bool = True
+    perf_counters: bool = False
+
+    def __post_init__(self) -> None:
+        if self.hint not in HINTS:
+            raise UsageError(f"--hint {self.hint!r}: expected one of {', '.join(HINTS)}")
+        if self.streams is not None and self.streams < 1:
+            raise UsageError(f"--streams {self.streams}: expected a positive number of streams")
+        if self.nireq is not None and self.nireq < 1:
+            raise UsageError(f"--nireq {self.nireq}: expected at least 1 infer request")
+        if self.infer_precision is not None and self.infer_precision not in PRECISIONS:
+            raise UsageError(f"--infer-precision {self.infer_precision!r}: expected one of {', '.join(PRECISIONS)}")
+        if not self.device:
+            raise UsageError("--device '': expected a device name such as CPU, GPU or AUTO")
+
+    def compile_config(self) -> dict[str, str]:
+        cfg: dict[str, str] = {}
+        if HINTS[self.hint] is not None:
+            cfg["PERFORMANCE_HINT"] = HINTS[self.hint]  # type: ignore[assignment]
+        if self.streams is not None:
+            cfg["NUM_STREAMS"] = str(self.streams)
+        if self.infer_precision is not None:
+            cfg["INFERENCE_PRECISION_HINT"] = self.infer_precision
+        if self.perf_counters:
+            cfg["PERF_COUNT"] = "YES"
+        return cfg
+
+
+def compile_model(core: ov.Core, model: ov.Model, opts: InferenceOptions) -> ov.CompiledModel:
+    if opts.cache_dir:
+        core.set_property({"CACHE_DIR": opts.cache_dir})
+    try:
+        return core.compile_model(model, opts.device, opts.compile_config())
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise RunError(f"could not compile the model on {opts.device} with {opts.compile_config() or 'defaults'}: "
+                       f"{first}; check --device and the settings it supports") from e
+
+
+def resolved_nireq(compiled: ov.CompiledModel, opts: InferenceOptions) -> int:
+    if opts.sync:
+        return 1
+    if opts.nireq is not None:
+        return opts.nireq
+    try:
+        return max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+    except RuntimeError:
+        return 2
+
+
+class InferenceStage:
+    """Feeds frames to infer requests and hands each finished frame to ``on_done``.
+
+    ``on_done`` runs on OpenVINO's callback thread (async) or the caller's (sync). Whatever goes
+    wrong for one frame, including an exception while reading its outputs, is put on the frame as
+    an error and the frame still reaches ``on_done``: it is counted, never lost, and nothing hangs.
+    """
+
+    name = "inference"
+
+    def __init__(self, compiled: ov.CompiledModel, nireq: int, opts: InferenceOptions, clock: Clock,
+                 on_done: Callable[[Frame], None], on_busy: Callable[[int], None] | None = None,
+                 inject: Callable[[], None] | None = None) -> None:
+        self._clock = clock
+        self._on_done = on_done
+        self._on_busy = on_busy
+        self._inject = inject
+        self._zero_copy = opts.zero_copy
+        self._sync = opts.sync
+        self._n_out = len(compiled.outputs)
+        self.nireq = nireq
+        self._busy = 0
+        self._busy_lock = threading.Lock()
+        if self._sync:
+            self._request = compiled.create_infer_request()
+        else:
+            self._queue = ov.AsyncInferQueue(compiled, nireq)
+            self._queue.set_callback(self._completed)
+
+    def _feed(self, request: ov.InferRequest, frame: Frame) -> None:
+        t = frame.tensor
+        assert t is not None
+        t0 = self._clock.now_ns()
+        if self._zero_copy:
+            request.set_input_tensor(ov.Tensor(t, shared_memory=True))
+        else:
+            request.get_input_tensor().data[...] = t
+        frame.transfer.h2d_ns = self._clock.now_ns() - t0
+        frame.transfer.h2d_bytes = t.nbytes
+
+    def _set_busy(self, delta: int) -> None:
+        with self._busy_lock:
+            self._busy += delta
+            busy = self._busy
+        if self._on_busy is not None:
+            self._on_busy(busy)
+
+    def submit(self, frame: Frame) -> None:
+        """Wait for a free request, then start it; returns once the frame is in flight (or finished, with --sync)."""
+        marks = frame.marks
+        marks.infer_wait_start = self._clock.now_ns()
+        if self._sync:
+            request = self._request
+        else:
+            request = self._queue[self._queue.get_idle_request_id()]  # blocks, GIL released
+        marks.start["inference"] = self._clock.now_ns()
+        try:
+            self._feed(request, frame)
+        except Exception as e:  # a tensor the request cannot take: this frame fails, the run goes on
+            frame.error = f"inference input: {e}"
+            marks.end["inference"] = self._clock.now_ns()
+            self._on_done(frame)
+            return
+        self._set_busy(+1)
+        if self._sync:
+            try:
+                request.infer()
+            except Exception as e:
+                frame.error = f"inference: {e}"
+            self._completed(request, frame)
+        else:
+            # Inputs are already on the request (set above); start_async picks the same idle request.
+            self._queue.start_async(None, frame)
+
+    def _completed(self, request: ov.InferRequest, frame: Frame) -> None:
+        try:
+            if frame.error is None:
+                t0 = self._clock.now_ns()
+                outs = [request.get_output_tensor(i).data.copy() for i in range(self._n_out)]
+                frame.transfer.d2h_ns = self._clock.now_ns() - t0
+                frame.transfer.d2h_bytes = sum(o.nbytes for o in outs)
+                frame.outputs = outs
+                if self._inject is not None:
+                    self._inject()
+        except Exception as e:
+            frame.error = f"inference callback: {type(e).__name__}: {e}"
+        finally:
+            frame.marks.end["inference"] = self._clock.now_ns()
+            self._set_busy(-1)
+            self._on_done(frame)
+
+    def drain(self) -> None:
+        """Wait until every request in flight has completed."""
+        if not self._sync:
+            self._queue.wait_all()
+
+    def close(self) -> None:
+        self.drain()
+
+
+def sleep_delay(seconds: float) -> Callable[[], None]:
+    return lambda: time.sleep(seconds)
+
+
+def busy_delay(seconds: float) -> Callable[[], None]:
+    ns = int(seconds * 1e9)
+
+    def burn() -> None:
+        end = time.perf_counter_ns() + ns
+        x = np.float64(0)
+        while time.perf_counter_ns() < end:
+            x += 1.0
+
+    return burn

@@ -1,0 +1,247 @@
+"""Frame sources: video files, cameras, network streams, image folders and a synthetic pattern.
+
+A source hands out BGR u8 frames (HxWx3) until it returns None at the end of the
+stream. ``live`` sources (cameras, URLs, paced sources) produce frames whether or
+not the pipeline keeps up, so the runner drops rather than queues behind them.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import time
+from collections.abc import Sequence
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from pipeline.errors import RunError, UsageError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+URL_SCHEMES = ("rtsp://", "rtsps://", "udp://", "tcp://", "http://", "https://", "rtmp://")
+_SYNTHETIC = re.compile(r"^synthetic:(\d+)x(\d+)(?:@(\d+(?:\.\d+)?))?$")
+
+
+class Source(Protocol):
+    description: str
+    kind: str  # file | camera | url | images | synthetic
+    live: bool
+    fps: float | None
+    width: int
+    height: int
+
+    def read(self) -> np.ndarray | None: ...
+
+    def close(self) -> None: ...
+
+
+class SyntheticSource:
+    """A generated test pattern: no decode cost, for inference-bound runs.
+
+    A few frames are made up front and handed out in turn (the same arrays, never
+    written to), so reading costs nothing measurable.
+    """
+
+    kind = "synthetic"
+
+    def __init__(self, width: int, height: int, fps: float) -> None:
+        self.width, self.height, self.fps = width, height, fps
+        self.live = False
+        self.description = f"synthetic:{width}x{height}@{fps:g}"
+        ramp = np.linspace(0, 255, width, dtype=np.float32)
+        base = np.empty((height, width, 3), np.uint8)
+        base[..., 0] = ramp.astype(np.uint8)
+        base[..., 1] = np.linspace(0, 255, height, dtype=np.float32).astype(np.uint8)[:, None]
+        base[..., 2] = 128
+        self._frames = []
+        side = max(8, min(width, height) // 6)
+        for i in range(8):
+            f = base.copy()
+            x = (i * width // 8) % max(1, width - side)
+            y = (i * height // 8) % max(1, height - side)
+            f[y:y + side, x:x + side] = (255, 255, 255)
+            f.setflags(write=False)
+            self._frames.append(f)
+        self._i = 0
+
+    def read(self) -> np.ndarray | None:
+        f = self._frames[self._i % len(self._frames)]
+        self._i += 1
+        return f
+
+    def close(self) -> None:
+        pass
+
+
+class CaptureSource:
+    """Anything OpenCV's VideoCapture opens: a file, a camera, a network URL."""
+
+    def __init__(self, target: str | int, kind: str, description: str, loop: bool = False) -> None:
+        self.kind = kind
+        self.description = description
+        self.live = kind in ("camera", "url")
+        self._loop = loop and kind == "file"
+        self._target = target
+        self._cap = self._open()
+        ok, first = self._cap.read()
+        if not ok or first is None:
+            self._cap.release()
+            what = {"file": "a video file OpenCV's FFmpeg backend can decode",
+                    "camera": "a camera that delivers frames", "url": "a stream that delivers frames"}[kind]
+            raise RunError(f"source {description}: opened but no frame could be decoded; expected {what}; "
+                           "check the file/stream with `ffprobe` or try another source")
+        self._pending: np.ndarray | None = first
+        self.height, self.width = first.shape[:2]
+        fps = self._cap.get(cv2.CAP_PROP_FPS)
+        self.fps = float(fps) if fps and fps > 0 and fps < 1000 else None
+
+    def _open(self) -> cv2.VideoCapture:
+        if self.kind == "url":
+            cap = cv2.VideoCapture(self._target, cv2.CAP_FFMPEG)
+        else:
+            cap = cv2.VideoCapture(self._target)
+        if not cap.isOpened():
+            hint = {"file": "expected a readable video file (mp4, mkv, avi, ...); check the path and format",
+                    "camera": "expected a connected camera; check the index or /dev/videoN and permissions",
+                    "url": "expected a reachable stream; check the URL, network and credentials"}[self.kind]
+            raise RunError(f"cannot open source {self.description}: {hint}")
+        if self.live:
+            # Keep the driver's own buffer small: stale frames inflate latency.
+            cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+        return cap
+
+    def read(self) -> np.ndarray | None:
+        if self._pending is not None:
+            f, self._pending = self._pending, None
+            return f
+        ok, f = self._cap.read()
+        if not ok and self._loop:
+            self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            ok, f = self._cap.read()
+        return f if ok else None
+
+    def close(self) -> None:
+        self._cap.release()
+
+
+class ImageSource:
+    """A folder or glob of images, read in name order."""
+
+    kind = "images"
+
+    def __init__(self, paths: Sequence[str], description: str, loop: bool = False) -> None:
+        self._paths = list(paths)
+        self.description = description
+        self.live = False
+        self.fps = None
+        self._loop = loop
+        self._i = 0
+        first = self._load(self._paths[0])
+        self.height, self.width = first.shape[:2]
+        self._pending: np.ndarray | None = first
+
+    @staticmethod
+    def _load(path: str) -> np.ndarray:
+        img = cv2.imread(path, cv2.IMREAD_COLOR)
+        if img is None:
+            raise RunError(f"cannot decode image {path}: expected a JPEG/PNG/BMP/TIFF/WebP file; remove or replace it")
+        return img
+
+    def read(self) -> np.ndarray | None:
+        if self._pending is not None:
+            self._i = 1
+            f, self._pending = self._pending, None
+            return f
+        if self._i >= len(self._paths):
+            if not self._loop:
+                return None
+            self._i = 0
+        path = self._paths[self._i]
+        self._i += 1
+        return self._load(path)
+
+    def close(self) -> None:
+        pass
+
+
+class PacedSource:
+    """Delivers another source's frames no faster than its nominal FPS, like a camera."""
+
+    def __init__(self, inner: Source, fps: float) -> None:
+        self._inner = inner
+        self.kind, self.description = inner.kind, f"{inner.description} (paced at {fps:g} FPS)"
+        self.width, self.height, self.fps = inner.width, inner.height, fps
+        self.live = True
+        self._period = 1.0 / fps
+        self._next: float | None = None
+
+    def read(self) -> np.ndarray | None:
+        now = time.monotonic()
+        if self._next is None:
+            self._next = now
+        elif now < self._next:
+            time.sleep(self._next - now)
+        self._next = max(self._next + self._period, time.monotonic() - self._period)
+        return self._inner.read()
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def parse_synthetic(spec: str) -> tuple[int, int, float] | None:
+    """``synthetic:WxH[@FPS]`` -> (w, h, fps); None when ``spec`` is not synthetic."""
+    if not spec.startswith("synthetic:"):
+        return None
+    m = _SYNTHETIC.match(spec)
+    if not m:
+        raise UsageError(f"--source {spec!r}: expected synthetic:WIDTHxHEIGHT[@FPS], e.g. synthetic:1280x720@30")
+    w, h = int(m.group(1)), int(m.group(2))
+    fps = float(m.group(3)) if m.group(3) else 30.0
+    if not (16 <= w <= 8192 and 16 <= h <= 8192) or fps <= 0:
+        raise UsageError(f"--source {spec!r}: size must be 16..8192 per side and FPS > 0")
+    return w, h, fps
+
+
+def source_kind(spec: str) -> str:
+    if spec.startswith("synthetic:"):
+        return "synthetic"
+    if spec.isdigit() or re.fullmatch(r"/dev/video\d+", spec):
+        return "camera"
+    if spec.lower().startswith(URL_SCHEMES):
+        return "url"
+    if os.path.isdir(spec) or any(c in spec for c in "*?["):
+        return "images"
+    return "file"
+
+
+def open_source(spec: str, loop: bool = False, realtime: bool = False) -> Source:
+    """Open the source named by ``spec``; raises a RunError a user can act on."""
+    kind = source_kind(spec)
+    src: Source
+    if kind == "synthetic":
+        parsed = parse_synthetic(spec)
+        assert parsed is not None
+        src = SyntheticSource(*parsed)
+    elif kind == "camera":
+        src = CaptureSource(int(spec) if spec.isdigit() else spec, "camera", f"camera {spec}")
+    elif kind == "url":
+        src = CaptureSource(spec, "url", spec)
+    elif kind == "images":
+        pattern = os.path.join(spec, "*") if os.path.isdir(spec) else spec
+        paths = sorted(p for p in glob.glob(pattern) if p.lower().endswith(IMAGE_EXTENSIONS))
+        if not paths:
+            raise RunError(f"source {spec}: expected image files ({', '.join(IMAGE_EXTENSIONS)}), found none; "
+                           "check the folder or glob")
+        src = ImageSource(paths, spec, loop)
+    else:
+        if not os.path.exists(spec):
+            raise RunError(f"source {spec}: no such file; expected a video file, camera index, URL, image folder "
+                           "or synthetic:WxH@FPS")
+        if not os.access(spec, os.R_OK):
+            raise RunError(f"source {spec}: file is not readable; check its permissions")
+        src = CaptureSource(spec, "file", spec, loop)
+    if realtime and not src.live:
+        src = PacedSource(src, src.fps or 30.0)
+    return src
