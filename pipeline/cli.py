@@ -14,7 +14,7 @@ from typing import NoReturn
 
 from pipeline import __version__
 from pipeline.config import Injection, RunConfig
-from pipeline.errors import VidprofError
+from pipeline.errors import UsageError, VidprofError
 
 DEFAULT_METRICS_PORT = 9464
 
@@ -84,6 +84,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                       help=f"port for /metrics (default {DEFAULT_METRICS_PORT}, or a free one if it is busy; "
                            "0 picks a free port)")
     prof.add_argument("--no-metrics", action="store_true", help="do not serve /metrics")
+    prof.add_argument("--linger", type=_seconds, default=0.0,
+                      help="keep serving /metrics this many seconds after the run, for a last scrape")
     prof.add_argument("--pipeline-name", help="the pipeline label on every series (default: from the source)")
     prof.add_argument("--stream", default="0", help="the stream label (default 0)")
     prof.add_argument("--queue-size", type=int, default=4, help="frames each queue between stages holds (default 4)")
@@ -156,6 +158,8 @@ def _run(args: argparse.Namespace) -> int:
     from profiling.console import ProgressLine, render_summary
     from samples.assets import RANDOM_WEIGHTS_NOTE
 
+    if args.linger < 0:
+        raise UsageError(f"--linger {args.linger}: expected a number of seconds >= 0")
     explicit_port = args.metrics_port is not None
     port = None if args.no_metrics else (args.metrics_port if explicit_port else DEFAULT_METRICS_PORT)
     config = config_from_args(args, port)
@@ -190,8 +194,9 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         if progress is not None:
             progress.finish()
-        if server is not None:
+        if server is not None and (error is not None or not runner._prepared):
             server.close()
+            server = None
     if error is not None and not runner._prepared:
         raise error  # nothing was measured yet: just the error
     summary = runner.summary()
@@ -199,6 +204,8 @@ def _run(args: argparse.Namespace) -> int:
     if config.report:
         report.write_report(config.report, summary.report)
         print(f"vidprof: report written to {config.report}", file=sys.stderr)
+    if server is not None:
+        _linger(server, args.linger)
     if error is not None:
         raise error
     rep = summary.report
@@ -215,6 +222,20 @@ def _run(args: argparse.Namespace) -> int:
         _err("no frame completed; check the source")
         return 1
     return 0
+
+
+def _linger(server: object, seconds: float) -> None:
+    """Keep /metrics up so a scraper sees the final values of a short run; Ctrl-C ends it early."""
+    import time
+
+    try:
+        if seconds > 0:
+            print(f"vidprof: serving final metrics for {seconds:g} s", file=sys.stderr)
+            time.sleep(seconds)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()  # type: ignore[attr-defined]
 
 
 def entry() -> None:
