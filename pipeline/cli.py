@@ -86,6 +86,12 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     prof.add_argument("--no-metrics", action="store_true", help="do not serve /metrics")
     prof.add_argument("--linger", type=_seconds, default=0.0,
                       help="keep serving /metrics this many seconds after the run, for a last scrape")
+    prof.add_argument("--pushgateway", metavar="URL",
+                      help="push metrics to this Prometheus Pushgateway during and at the end of the run")
+    prof.add_argument("--push-interval", type=_seconds, default=10.0,
+                      help="seconds between pushes while running (default 10)")
+    prof.add_argument("--metrics-textfile", metavar="PATH",
+                      help="write the final metrics here for node_exporter's textfile collector (*.prom)")
     prof.add_argument("--pipeline-name", help="the pipeline label on every series (default: from the source)")
     prof.add_argument("--stream", default="0", help="the stream label (default 0)")
     prof.add_argument("--queue-size", type=int, default=4, help="frames each queue between stages holds (default 4)")
@@ -99,6 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     run = sub.add_parser("run", help="profile decode -> preprocess -> inference -> postprocess")
     add_run_arguments(run)
+    rep = sub.add_parser("report", help="render a saved JSON report (the Grafana panels, offline)")
+    rep.add_argument("report", help="a JSON file written by `vidprof run --report`")
+    rep.add_argument("--html", metavar="OUT", help="write an HTML page with the panels drawn as pictures")
+    rep.add_argument("--png", metavar="OUT", help="write the panels as one PNG image")
+    rep.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
 
 
@@ -134,6 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _run(args)
+        if args.command == "report":
+            return _report(args)
     except VidprofError as e:
         if debug:
             traceback.print_exc()
@@ -156,10 +169,13 @@ def _run(args: argparse.Namespace) -> int:
     from pipeline.runner import Runner
     from profiling import exporter, report
     from profiling.console import ProgressLine, render_summary
+    from profiling.push import Pusher, write_textfile
     from samples.assets import RANDOM_WEIGHTS_NOTE
 
     if args.linger < 0:
         raise UsageError(f"--linger {args.linger}: expected a number of seconds >= 0")
+    if args.push_interval <= 0:
+        raise UsageError(f"--push-interval {args.push_interval}: expected a positive number of seconds")
     explicit_port = args.metrics_port is not None
     port = None if args.no_metrics else (args.metrics_port if explicit_port else DEFAULT_METRICS_PORT)
     config = config_from_args(args, port)
@@ -182,6 +198,10 @@ def _run(args: argparse.Namespace) -> int:
         print(f"vidprof: metrics at {server.url}", file=sys.stderr)
 
     runner = Runner(config, registry)
+    pusher = None
+    if args.pushgateway:
+        pusher = Pusher(args.pushgateway, registry, runner.pipeline_name, interval=args.push_interval)
+        pusher.start()
     progress = ProgressLine() if not args.quiet else None
     error: VidprofError | None = None
     try:
@@ -204,6 +224,10 @@ def _run(args: argparse.Namespace) -> int:
     if config.report:
         report.write_report(config.report, summary.report)
         print(f"vidprof: report written to {config.report}", file=sys.stderr)
+    if args.metrics_textfile:
+        write_textfile(args.metrics_textfile, registry)
+    if pusher is not None:
+        pusher.finish()  # raises a RunError if the final push fails: those figures would be lost
     if server is not None:
         _linger(server, args.linger)
     if error is not None:
@@ -221,6 +245,28 @@ def _run(args: argparse.Namespace) -> int:
     if rep["frames"]["completed"] == 0:
         _err("no frame completed; check the source")
         return 1
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from profiling.console import render_summary
+    from profiling.report import read_report
+
+    doc = read_report(args.report)
+    if not args.html and not args.png:
+        render_summary(doc)
+        return 0
+    try:
+        from profiling import html_report
+    except ImportError as e:  # matplotlib is an optional extra
+        raise UsageError(f"drawing a report needs matplotlib ({e.name} is missing); "
+                         "install it with `pip install 'vidprof[report]'`") from e
+    if args.html:
+        html_report.write_html(doc, args.html)
+        print(f"vidprof: wrote {args.html}", file=sys.stderr)
+    if args.png:
+        html_report.write_png(doc, args.png)
+        print(f"vidprof: wrote {args.png}", file=sys.stderr)
     return 0
 
 

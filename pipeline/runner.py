@@ -28,6 +28,7 @@ from profiling.marks import STAGES
 from profiling.metrics import PipelineMetrics
 from profiling.recorder import FrameSink, Recorder
 from profiling.summary import RunInfo, Summary, busy_ratios
+from profiling.timeline import Timeline
 from samples import assets
 from stages import sources
 from stages.frame import Frame
@@ -94,6 +95,8 @@ class Runner:
         self.stop_event = threading.Event()
         self._prepared = False
         self._first_inference_done = False
+        self.timeline = Timeline(self.recorder)
+        self._next_row = 1.0
 
     # ----------------------------------------------------------------- set-up
     def prepare(self) -> None:
@@ -336,6 +339,7 @@ class Runner:
             self.close()
             self.info.wall_seconds = (self.clock.now_ns() - self._t_start) / 1e9
             self._update_gauges(final=True)
+            self._timeline_row()
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -348,6 +352,9 @@ class Runner:
         if self.metrics is not None:
             self.metrics.fps.set(fps)
         self._update_gauges()
+        if self.info.wall_seconds >= self._next_row:
+            self._timeline_row()
+            self._next_row = self.info.wall_seconds + 1.0
         if on_progress is not None:
             s = self.recorder.samples
             # The last 200 frames: a live view, cheap whatever the length of the run.
@@ -356,6 +363,11 @@ class Runner:
             r = self.recorder
             on_progress(Progress(self.info.wall_seconds, r.completed, r.dropped, r.failed, fps, stage_ms))
         return now, done
+
+    def _timeline_row(self) -> None:
+        depth = {"preprocess": self.q_pre.qsize(), "inference": self.q_inf.qsize(), "postprocess": self.q_post.qsize()}
+        self.timeline.sample(self.info.wall_seconds, self.inference.busy, self.nireq, depth,
+                             busy_ratios(self.recorder, self.info.wall_seconds, self.nireq), rss_bytes)
 
     def _update_gauges(self, final: bool = False) -> None:
         if self.metrics is None:
@@ -377,7 +389,9 @@ class Runner:
     def summary(self) -> Summary:
         """What was measured so far; valid after a fault or interrupt too."""
         self.info.memory["peak_rss_bytes"] = peak_rss_bytes()
-        return Summary.build(self.recorder, self.info)
+        summary = Summary.build(self.recorder, self.info)
+        summary.report["timeline"] = self.timeline.rows
+        return summary
 
 
 def default_pipeline_name(source: str | None) -> str:

@@ -124,6 +124,11 @@ class InferenceStage:
         frame.transfer.h2d_ns = self._clock.now_ns() - t0
         frame.transfer.h2d_bytes = t.nbytes
 
+    @property
+    def busy(self) -> int:
+        """Requests in flight now."""
+        return self._busy
+
     def _set_busy(self, delta: int) -> None:
         with self._busy_lock:
             self._busy += delta
