@@ -41,7 +41,8 @@ class SyntheticSource:
     """A generated test pattern: no decode cost, for inference-bound runs.
 
     A few frames are made up front and handed out in turn (the same arrays, never
-    written to), so reading costs nothing measurable.
+    written to), so reading costs nothing measurable. They stay writable-flagged only
+    because OpenVINO refuses to share read-only numpy memory.
     """
 
     kind = "synthetic"
@@ -62,7 +63,6 @@ class SyntheticSource:
             x = (i * width // 8) % max(1, width - side)
             y = (i * height // 8) % max(1, height - side)
             f[y:y + side, x:x + side] = (255, 255, 255)
-            f.setflags(write=False)
             self._frames.append(f)
         self._i = 0
 

@@ -1,0 +1,114 @@
+"""The whole pipeline with real OpenCV decode and real OpenVINO inference on a small clip and model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.errors import RunError
+from profiling.marks import STAGES
+from stages.inference import InferenceOptions
+from tests.conftest import CLIP_FRAMES, CLIP_H, CLIP_W
+from tests.integration.pipeline_helpers import run_pipeline, sample
+
+MODEL_INPUT_BYTES = 1 * 3 * 64 * 64 * 4  # the small detector's f32 NCHW input
+FRAME_BYTES = CLIP_H * CLIP_W * 3  # a u8 BGR frame, what the fused model takes
+OUTPUT_BYTES = (48 * 4 + 48 * 4) * 4  # boxes [1,48,4] + scores [1,48,4], f32
+
+
+@pytest.mark.parametrize("sync", [False, True], ids=["async", "sync"])
+@pytest.mark.parametrize("placement", ["separate", "fused", "host"])
+def test_every_frame_is_counted_and_timed(clip: str, detector: str, placement: str, sync: bool) -> None:
+    runner, rep, reg = run_pipeline(source=clip, model=detector, preprocess=placement, pipeline_name="test",
+                                    inference=InferenceOptions(sync=sync, nireq=None if sync else 3))
+    assert rep["frames"] == {"completed": CLIP_FRAMES, "dropped": 0, "failed": 0}
+    for stage in STAGES:
+        assert rep["stages"][stage]["count"] == CLIP_FRAMES
+        assert sample(reg, "vidprof_stage_latency_seconds_count", stage=stage) == CLIP_FRAMES
+    assert sample(reg, "vidprof_frames_total", outcome="completed") == CLIP_FRAMES
+    assert sample(reg, "vidprof_frame_latency_seconds_count") == CLIP_FRAMES
+
+    s = runner.recorder.samples
+    stage_sum = np.sum([np.asarray(s.stages[st]) for st in STAGES], axis=0)
+    e2e = np.asarray(s.e2e)
+    # Each frame's end-to-end latency covers its stages; what is left is queueing, accounted exactly.
+    assert np.all(e2e >= stage_sum)
+    wait_sum = np.sum([np.asarray(v) for v in s.waits.values()], axis=0)
+    assert np.allclose(e2e, stage_sum + wait_sum, rtol=0, atol=1e-9)
+
+    h2d = FRAME_BYTES if placement == "fused" else MODEL_INPUT_BYTES
+    assert rep["transfer"]["host_to_device"]["bytes"] == CLIP_FRAMES * h2d
+    assert rep["transfer"]["device_to_host"]["bytes"] == CLIP_FRAMES * OUTPUT_BYTES
+    assert sample(reg, "vidprof_transfer_bytes_total", direction="host_to_device") == CLIP_FRAMES * h2d
+    assert rep["config"]["resolved"]["nireq"] == (1 if sync else 3)
+    assert rep["fps"] == pytest.approx(CLIP_FRAMES / rep["wall_seconds"])
+    assert {"read_model", "compile", "first_inference"} <= set(rep["startup"])
+    assert all(rep["startup"][k] > 0 for k in ("read_model", "compile", "first_inference"))
+    assert rep["bottleneck"]["stage"] in STAGES
+
+
+@pytest.mark.parametrize("kw, nbytes", [
+    ({"layout": "NHWC"}, MODEL_INPUT_BYTES),
+    ({"element_type": "u8"}, 1 * 3 * 64 * 64),
+    ({"element_type": "u8", "layout": "NHWC"}, 1 * 3 * 64 * 64),
+    ({"dynamic_batch": True}, MODEL_INPUT_BYTES),
+])
+@pytest.mark.parametrize("placement", ["separate", "host"])
+def test_input_layouts_and_types_are_read_from_the_model(clip: str, make_model, kw, nbytes: int,
+                                                         placement: str) -> None:
+    _, rep, _ = run_pipeline(source=clip, model=make_model(**kw), preprocess=placement, frames=8)
+    assert rep["frames"]["completed"] == 8
+    assert rep["transfer"]["host_to_device"]["bytes"] == 8 * nbytes
+    layout = kw.get("layout", "NCHW")
+    assert rep["config"]["model_input"]["layout"] == layout
+    assert rep["config"]["model_input"]["shape"][0] == 1
+
+
+def test_placements_produce_the_same_tensor(clip: str, detector: str) -> None:
+    """separate, fused and host feed the model the same numbers, up to interpolation rounding."""
+    outs = {}
+    for placement in ("separate", "fused", "host"):
+        runner, _, _ = run_pipeline(source=clip, model=detector, preprocess=placement, frames=1,
+                                    inference=InferenceOptions(sync=True, infer_precision="f32"))
+        outs[placement] = runner  # keep for the assertion below
+    # Compare what each preprocessing path writes for the same decoded frame.
+    from stages.frame import Frame
+    from stages.sources import open_source
+    img = open_source(clip).read()
+    tensors = {}
+    for placement in ("separate", "host"):
+        f = Frame(0, image=img)
+        outs[placement].preprocess.process(f)
+        tensors[placement] = f.tensor
+    assert tensors["separate"].shape == tensors["host"].shape == (1, 3, 64, 64)
+    assert np.mean(np.abs(tensors["separate"] - tensors["host"])) < 3.0  # pixel units 0..255
+
+
+def test_a_model_with_two_inputs_is_refused(clip: str, two_input_model: str) -> None:
+    with pytest.raises(RunError, match="2 inputs"):
+        run_pipeline(source=clip, model=two_input_model)
+
+
+def test_callback_exceptions_are_failed_frames_not_hangs(clip: str, detector: str) -> None:
+    """An exception raised inside the completion callback is counted and reported; the run ends."""
+    from prometheus_client import CollectorRegistry
+
+    from pipeline.config import RunConfig
+    from pipeline.runner import Runner
+
+    runner = Runner(RunConfig(source=clip, model=detector, preprocess="host", pipeline_name="test"),
+                    CollectorRegistry())
+    runner.prepare()
+    calls = {"n": 0}
+
+    def explode_every_third() -> None:  # runs inside OpenVINO's callback, after outputs are read
+        calls["n"] += 1
+        if calls["n"] % 3 == 0:
+            raise ValueError("injected callback fault")
+
+    runner.inference._inject = explode_every_third
+    runner.run()
+    rep = runner.summary().report
+    assert rep["frames"]["failed"] == CLIP_FRAMES // 3
+    assert rep["frames"]["completed"] == CLIP_FRAMES - CLIP_FRAMES // 3
+    assert "injected callback fault" in rep["first_error"]

@@ -1,0 +1,76 @@
+"""Metric names, labels and values, read back from a fresh registry."""
+
+from prometheus_client import CollectorRegistry
+
+from profiling.marks import Marks
+from profiling.metrics import LATENCY_BUCKETS, PipelineMetrics
+from profiling.recorder import Recorder, Transfer
+from tests.unit.test_marks_and_clock import make_marks
+
+LABELS = {"pipeline": "p", "stream": "0"}
+
+
+def test_buckets_cover_50us_to_10s() -> None:
+    assert LATENCY_BUCKETS[0] == 0.00005 and LATENCY_BUCKETS[-1] == 10.0
+    assert list(LATENCY_BUCKETS) == sorted(LATENCY_BUCKETS)
+    assert all(b / a <= 2.5 for a, b in zip(LATENCY_BUCKETS, LATENCY_BUCKETS[1:]))
+
+
+def test_family_names_follow_conventions() -> None:
+    reg = CollectorRegistry()
+    PipelineMetrics(reg, "p", "0")
+    names = {m.name: m.type for m in reg.collect()}
+    assert names == {
+        "vidprof_stage_latency_seconds": "histogram",
+        "vidprof_stage_queue_seconds": "histogram",
+        "vidprof_frame_latency_seconds": "histogram",
+        "vidprof_frames": "counter",
+        "vidprof_transfer_seconds": "histogram",
+        "vidprof_transfer_bytes": "counter",
+        "vidprof_fps": "gauge",
+        "vidprof_infer_requests_busy": "gauge",
+        "vidprof_infer_requests": "gauge",
+        "vidprof_queue_depth": "gauge",
+        "vidprof_startup_seconds": "gauge",
+        "vidprof_stage_busy_ratio": "gauge",
+        "vidprof_pipeline": "info",
+    }
+
+
+def test_recorder_observes_exact_values() -> None:
+    reg = CollectorRegistry()
+    rec = Recorder(PipelineMetrics(reg, "p", "0"))
+    for _ in range(3):
+        rec.frame_done(make_marks(), Transfer(h2d_bytes=100, h2d_ns=1000, d2h_bytes=10, d2h_ns=500), failed=False)
+    rec.frame_done(Marks(), Transfer(), failed=True, error="boom")
+    rec.frame_dropped()
+
+    def v(name: str, **labels: str) -> float | None:
+        return reg.get_sample_value(name, {**LABELS, **labels})
+
+    assert v("vidprof_frames_total", outcome="completed") == 3
+    assert v("vidprof_frames_total", outcome="failed") == 1
+    assert v("vidprof_frames_total", outcome="dropped") == 1
+    assert v("vidprof_stage_latency_seconds_count", stage="inference") == 3
+    assert abs(v("vidprof_stage_latency_seconds_sum", stage="inference") - 0.018) < 1e-12
+    assert v("vidprof_stage_latency_seconds_bucket", stage="inference", le="0.005") == 0
+    assert v("vidprof_stage_latency_seconds_bucket", stage="inference", le="0.01") == 3
+    assert abs(v("vidprof_stage_queue_seconds_sum", stage="infer_wait") - 0.015) < 1e-12
+    assert abs(v("vidprof_frame_latency_seconds_sum") - 3 * 0.036) < 1e-12
+    assert v("vidprof_transfer_bytes_total", direction="host_to_device") == 300
+    assert v("vidprof_transfer_bytes_total", direction="device_to_host") == 30
+    assert abs(v("vidprof_transfer_seconds_sum", direction="host_to_device") - 3e-6) < 1e-15
+    assert rec.completed == 3 and rec.failed == 1 and rec.dropped == 1 and rec.first_error == "boom"
+    assert max(abs(u) for u in rec.samples.unaccounted) < 1e-12
+
+
+def test_label_cardinality_is_fixed() -> None:
+    """However many frames go through, the number of series does not grow."""
+    reg = CollectorRegistry()
+    rec = Recorder(PipelineMetrics(reg, "p", "0"))
+    rec.frame_done(make_marks(), Transfer(), failed=False)
+    before = sum(len(m.samples) for m in reg.collect())
+    for _ in range(200):
+        rec.frame_done(make_marks(), Transfer(), failed=False)
+        rec.frame_dropped()
+    assert sum(len(m.samples) for m in reg.collect()) == before
