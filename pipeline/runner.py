@@ -21,18 +21,21 @@ from typing import Any
 import openvino as ov
 from prometheus_client import CollectorRegistry
 
-from pipeline.config import Injection, RunConfig
+from pipeline.config import RunConfig
 from pipeline.errors import RunError
 from profiling.clock import Clock, MonotonicClock
 from profiling.marks import STAGES
 from profiling.metrics import PipelineMetrics
+from profiling.perf_counters import PerfCounterSampler
 from profiling.recorder import FrameSink, Recorder
+from profiling.stats import Stats
 from profiling.summary import RunInfo, Summary, busy_ratios
 from profiling.timeline import Timeline
 from samples import assets
 from stages import sources
 from stages.frame import Frame
-from stages.inference import InferenceStage, busy_delay, compile_model, resolved_nireq, sleep_delay
+from stages.inference import InferenceStage, compile_model, resolved_nireq
+from stages.inject import Delay
 from stages.model_input import read_input_spec
 from stages.postprocess import Postprocess
 from stages.preprocess import FusedPreprocess, HostPreprocess, SeparatePreprocess, fuse_preprocessing
@@ -67,12 +70,6 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # ru_maxrss is KiB on Linux
 
 
-def _delay(inj: Injection | None) -> Callable[[], None] | None:
-    if inj is None or inj.seconds == 0:
-        return None
-    return busy_delay(inj.seconds) if inj.busy else sleep_delay(inj.seconds)
-
-
 def _cache_files(path: str | None) -> set[str]:
     if not path or not os.path.isdir(path):
         return set()
@@ -95,6 +92,7 @@ class Runner:
         self.stop_event = threading.Event()
         self._prepared = False
         self._first_inference_done = False
+        self.delays: dict[str, Delay] = {i.stage: Delay(i.seconds, i.busy) for i in config.inject if i.seconds > 0}
         self.timeline = Timeline(self.recorder)
         self._next_row = 1.0
 
@@ -134,6 +132,8 @@ class Runner:
         info.config["model_input"] = {"name": spec.name, "layout": spec.layout, "dtype": str(spec.dtype),
                                       "shape": list(spec.shape)}
         pre_opts = cfg.preprocess_options
+        # Names of the model's own ops, to tell fused preprocessing nodes apart in perf counters.
+        original_names = {op.get_friendly_name() for op in model.get_ops()} if cfg.preprocess == "fused" else None
         if cfg.preprocess == "fused":
             model = fuse_preprocessing(model, spec, pre_opts, fw, fh)
             self.preprocess: Any = FusedPreprocess(fw, fh)
@@ -154,6 +154,11 @@ class Runner:
         info.nireq = self.nireq
         info.config["resolved"] = self._resolved(compiled)
 
+        self.sampler = None
+        if inf.perf_counters:
+            self.sampler = PerfCounterSampler(
+                compiled, original_names, self.metrics.registry if self.metrics else None,
+                {"pipeline": self.pipeline_name, "stream": cfg.stream})
         self.postprocess = Postprocess(cfg.postprocess, [tuple(o.get_shape()) for o in compiled.outputs],
                                        [o.get_any_name() if o.get_names() else "" for o in compiled.outputs])
         info.config["postprocess_decoder"] = self.postprocess.kind
@@ -163,7 +168,7 @@ class Runner:
         self.inference = InferenceStage(
             compiled, self.nireq, inf, self.clock, self.q_post.put,
             on_busy=self.metrics.infer_requests_busy.set if self.metrics else None,
-            inject=_delay(cfg.injection("inference")),
+            inject=self.delays.get("inference"), sampler=self.sampler,
         )
         if self.metrics is not None:
             m = self.metrics
@@ -172,6 +177,8 @@ class Runner:
                             "postprocess": self.q_post.qsize})
             for phase in ("read_model", "compile"):
                 m.startup[phase].set(info.startup[phase])
+            m.set_cache_state(info.startup["cache"])
+            m.memory["after_compile_rss"].set(info.memory["after_compile_rss_bytes"])
             r = info.config["resolved"]
             m.info.info({k: str(v) for k, v in {
                 "model": os.path.basename(model_path), "device": inf.device, "hint": inf.hint,
@@ -186,9 +193,12 @@ class Runner:
         for key, name in (("streams", "NUM_STREAMS"), ("precision", "INFERENCE_PRECISION_HINT"),
                           ("hint", "PERFORMANCE_HINT"), ("threads", "INFERENCE_NUM_THREADS")):
             try:
-                out[key] = str(compiled.get_property(name))
+                value = compiled.get_property(name)
             except RuntimeError:
                 out[key] = None
+                continue
+            # An element type prints as "<Type: 'float32'>"; its short name ("f32") is what users type.
+            out[key] = value.get_type_name() if isinstance(value, ov.Type) else str(value)
         return out
 
     # ----------------------------------------------------------------- threads
@@ -212,7 +222,7 @@ class Runner:
 
     def _decode_loop(self) -> None:
         clock, src, cfg = self.clock, self.source, self.config
-        inject = _delay(cfg.injection("decode"))
+        inject = self.delays.get("decode")
         put = self._put_live if src.live else self.q_pre.put
         deadline = None if cfg.duration is None else clock.now_ns() + int(cfg.duration * 1e9)
         index = 0
@@ -222,6 +232,9 @@ class Runner:
                     break
                 if deadline is not None and clock.now_ns() >= deadline:
                     break
+                # A paced source waits for its next frame time here, outside the decode figure:
+                # waiting for a frame is the source's pace, not decoding cost.
+                src.wait()
                 frame = Frame(index)
                 frame.marks.start["decode"] = clock.now_ns()
                 image = src.read()
@@ -240,7 +253,7 @@ class Runner:
 
     def _preprocess_loop(self) -> None:
         clock = self.clock
-        inject = _delay(self.config.injection("preprocess"))
+        inject = self.delays.get("preprocess")
         while True:
             frame = self.q_pre.get()
             if frame is _END:
@@ -278,7 +291,7 @@ class Runner:
 
     def _postprocess_loop(self) -> None:
         clock = self.clock
-        inject = _delay(self.config.injection("postprocess"))
+        inject = self.delays.get("postprocess")
         consecutive_failures = 0
         while True:
             frame = self.q_post.get()
@@ -339,7 +352,9 @@ class Runner:
             self.close()
             self.info.wall_seconds = (self.clock.now_ns() - self._t_start) / 1e9
             self._update_gauges(final=True)
-            self._timeline_row()
+            # A last row for the tail of the run, unless it would cover a sliver (a noisy rate).
+            if not self.timeline.rows or self.info.wall_seconds - self.timeline.rows[-1]["t"] >= 0.25:
+                self._timeline_row()
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -374,6 +389,7 @@ class Runner:
             return
         for stage, ratio in busy_ratios(self.recorder, self.info.wall_seconds, self.info.nireq).items():
             self.metrics.busy_ratio[stage].set(ratio)
+        self.metrics.memory["peak_rss"].set(peak_rss_bytes())
         if final and self.info.wall_seconds > 0:
             self.metrics.fps.set(self.recorder.completed / self.info.wall_seconds)
 
@@ -389,7 +405,16 @@ class Runner:
     def summary(self) -> Summary:
         """What was measured so far; valid after a fault or interrupt too."""
         self.info.memory["peak_rss_bytes"] = peak_rss_bytes()
-        summary = Summary.build(self.recorder, self.info)
+        if self.metrics is not None:
+            self.metrics.memory["peak_rss"].set(self.info.memory["peak_rss_bytes"])
+        perf = None
+        if self.sampler is not None:
+            perf = self.sampler.report()
+            perf["error"] = getattr(self.inference, "sampler_error", None)
+        summary = Summary.build(self.recorder, self.info, perf)
+        summary.report["inject"] = {
+            stage: {"nominal": d.seconds, "busy": d.busy, "actual": Stats.of(d.actual).to_dict()}
+            for stage, d in self.delays.items()}
         summary.report["timeline"] = self.timeline.rows
         return summary
 

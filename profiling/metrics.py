@@ -28,6 +28,7 @@ OUTCOMES: tuple[str, ...] = ("completed", "dropped", "failed")
 DIRECTIONS: tuple[str, ...] = ("host_to_device", "device_to_host")
 PHASES: tuple[str, ...] = ("read_model", "compile", "first_inference")
 QUEUES: tuple[str, ...] = ("preprocess", "inference", "postprocess")
+CACHE_STATES: tuple[str, ...] = ("off", "miss", "hit")
 
 
 class PipelineMetrics:
@@ -78,6 +79,12 @@ class PipelineMetrics:
             "Share of wall time a stage was busy (inference: busy requests / requests).",
             [*base, "stage"], registry=registry,
         )
+        self._cache = Gauge("vidprof_model_cache_state",
+                            "1 for the model cache outcome of this run: off, miss (compiled and cached) or hit.",
+                            [*base, "state"], registry=registry)
+        memory = Gauge("vidprof_memory_bytes", "Resident memory after compile and at its peak.",
+                       [*base, "kind"], registry=registry)
+        self.memory = {k: memory.labels(**ids, kind=k) for k in ("after_compile_rss", "peak_rss")}
         self.info = Info(
             "vidprof_pipeline", "The settings that shaped this run.", base, registry=registry,
         ).labels(**ids)
@@ -94,6 +101,12 @@ class PipelineMetrics:
         # Touch every child so each family is exported with zeros from the first scrape.
         for o in OUTCOMES:
             self.frames[o].inc(0)
+
+    def set_cache_state(self, state: str) -> None:
+        if state not in CACHE_STATES:
+            raise ValueError(f"unknown cache state {state!r}; expected one of {CACHE_STATES}")
+        for s in CACHE_STATES:
+            self._cache.labels(**self._ids, state=s).set(1.0 if s == state else 0.0)
 
     def watch_queues(self, depths: Mapping[str, Callable[[], int]]) -> None:
         """Read queue depths at scrape time: nothing to update on the hot path."""

@@ -47,10 +47,18 @@ def busy_ratios(recorder: Recorder, wall_seconds: float, nireq: int) -> dict[str
     return out
 
 
-def bottleneck(busy: dict[str, float]) -> dict[str, Any]:
+def bottleneck(busy: dict[str, float], live_capture: bool = False) -> dict[str, Any]:
+    """The stage that limits throughput, with one sentence of advice.
+
+    ``live_capture``: a camera or stream, whose decode figure includes waiting for the device to
+    deliver the next frame; a busy decode there is the source's frame rate, not decoding cost.
+    """
     stage = max(STAGES, key=lambda s: busy[s])
     ratio = busy[stage]
-    if ratio < SATURATED:
+    if live_capture and stage == "decode":
+        advice = (f"decode is busy {ratio:.0%} of the time, which for a camera or stream includes waiting for "
+                  "its next frame: the source's frame rate limits the run, not the pipeline")
+    elif ratio < SATURATED:
         advice = (f"no stage is saturated (the busiest, {stage}, is busy {ratio:.0%} of the time): "
                   "the source's pace limits the run")
     else:
@@ -61,12 +69,22 @@ def bottleneck(busy: dict[str, float]) -> dict[str, Any]:
     return {"stage": stage, "busy_ratio": ratio, "advice": advice}
 
 
+def attribution(recorder: Recorder, perf: dict[str, Any] | None) -> dict[str, float]:
+    """Mean seconds per frame for preprocess and inference, with fused preprocessing nodes' device time
+    moved from inference to preprocess, so fused and separate placements compare stage by stage."""
+    s = recorder.samples
+    pre = Stats.of(s.stages["preprocess"]).mean
+    inf = Stats.of(s.stages["inference"]).mean
+    moved = (perf or {}).get("preprocess_nodes_seconds") or 0.0
+    return {"preprocess": pre + moved, "inference": inf - moved, "moved_from_inference": moved}
+
+
 @dataclass
 class Summary:
     report: dict[str, Any]
 
     @classmethod
-    def build(cls, recorder: Recorder, info: RunInfo) -> Summary:
+    def build(cls, recorder: Recorder, info: RunInfo, perf_counters: dict[str, Any] | None = None) -> Summary:
         s = recorder.samples
         wall = info.wall_seconds
         busy = busy_ratios(recorder, wall, info.nireq)
@@ -86,8 +104,10 @@ class Summary:
             },
             "startup": dict(info.startup),
             "memory": dict(info.memory),
+            "perf_counters": perf_counters,
+            "stage_attribution": attribution(recorder, perf_counters),
             "busy": busy,
-            "bottleneck": bottleneck(busy),
+            "bottleneck": bottleneck(busy, info.config.get("source_kind") in ("camera", "url")),
             "config": info.config,
             "fault": info.fault,
             "first_error": recorder.first_error,

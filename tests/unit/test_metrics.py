@@ -1,5 +1,7 @@
 """Metric names, labels and values, read back from a fresh registry."""
 
+import itertools
+
 from prometheus_client import CollectorRegistry
 
 from profiling.marks import Marks
@@ -13,7 +15,7 @@ LABELS = {"pipeline": "p", "stream": "0"}
 def test_buckets_cover_50us_to_10s() -> None:
     assert LATENCY_BUCKETS[0] == 0.00005 and LATENCY_BUCKETS[-1] == 10.0
     assert list(LATENCY_BUCKETS) == sorted(LATENCY_BUCKETS)
-    assert all(b / a <= 2.5 for a, b in zip(LATENCY_BUCKETS, LATENCY_BUCKETS[1:]))
+    assert all(b / a <= 2.5 for a, b in itertools.pairwise(LATENCY_BUCKETS))
 
 
 def test_family_names_follow_conventions() -> None:
@@ -33,6 +35,8 @@ def test_family_names_follow_conventions() -> None:
         "vidprof_queue_depth": "gauge",
         "vidprof_startup_seconds": "gauge",
         "vidprof_stage_busy_ratio": "gauge",
+        "vidprof_model_cache_state": "gauge",
+        "vidprof_memory_bytes": "gauge",
         "vidprof_pipeline": "info",
     }
 
