@@ -10,10 +10,12 @@ import argparse
 import sys
 import traceback
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:
+    from pipeline.config import RunConfig
 
 from pipeline import __version__
-from pipeline.config import Injection, RunConfig
 from pipeline.errors import UsageError, VidprofError
 
 DEFAULT_METRICS_PORT = 9464
@@ -114,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(a: argparse.Namespace, metrics_port: int | None) -> RunConfig:
+    # Imported here: they pull in OpenVINO, which `vidprof report` does not need.
+    from pipeline.config import Injection, RunConfig
     from stages.inference import InferenceOptions
     from stages.postprocess import PostprocessOptions
     from stages.preprocess import PreprocessOptions

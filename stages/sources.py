@@ -32,6 +32,10 @@ class Source(Protocol):
     width: int
     height: int
 
+    def wait(self) -> None:
+        """Block until the next frame is due (paced sources); the time is not counted as decode."""
+        ...
+
     def read(self) -> np.ndarray | None: ...
 
     def close(self) -> None: ...
@@ -65,6 +69,9 @@ class SyntheticSource:
             f[y:y + side, x:x + side] = (255, 255, 255)
             self._frames.append(f)
         self._i = 0
+
+    def wait(self) -> None:
+        pass
 
     def read(self) -> np.ndarray | None:
         f = self._frames[self._i % len(self._frames)]
@@ -112,6 +119,9 @@ class CaptureSource:
             cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
         return cap
 
+    def wait(self) -> None:
+        pass  # a camera's grab blocks until the device delivers: that wait is part of decode
+
     def read(self) -> np.ndarray | None:
         if self._pending is not None:
             f, self._pending = self._pending, None
@@ -149,6 +159,9 @@ class ImageSource:
             raise RunError(f"cannot decode image {path}: expected a JPEG/PNG/BMP/TIFF/WebP file; remove or replace it")
         return img
 
+    def wait(self) -> None:
+        pass
+
     def read(self) -> np.ndarray | None:
         if self._pending is not None:
             self._i = 1
@@ -177,13 +190,16 @@ class PacedSource:
         self._period = 1.0 / fps
         self._next: float | None = None
 
-    def read(self) -> np.ndarray | None:
+    def wait(self) -> None:
         now = time.monotonic()
         if self._next is None:
             self._next = now
         elif now < self._next:
             time.sleep(self._next - now)
+        # Never bank more than one period of credit after a stall, or frames would then burst.
         self._next = max(self._next + self._period, time.monotonic() - self._period)
+
+    def read(self) -> np.ndarray | None:
         return self._inner.read()
 
     def close(self) -> None:

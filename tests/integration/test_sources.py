@@ -70,7 +70,7 @@ def test_synthetic_default_length_is_ten_seconds_of_frames(detector: str) -> Non
 def test_live_source_drops_oldest_instead_of_queueing(detector: str) -> None:
     """A source paced at 200 FPS into a 50 FPS preprocess: frames are dropped, the backlog stays bounded,
     and every frame read is either completed or dropped."""
-    runner, rep, reg = run_pipeline(source="synthetic:160x120@200", model=detector, realtime=True, frames=100,
+    _, rep, reg = run_pipeline(source="synthetic:160x120@200", model=detector, realtime=True, frames=100,
                                     preprocess="host", inject=(Injection("preprocess", 0.02),), pipeline_name="test")
     f = rep["frames"]
     assert f["dropped"] > 20
@@ -80,6 +80,16 @@ def test_live_source_drops_oldest_instead_of_queueing(detector: str) -> None:
         == f["dropped"]
     # The oldest are dropped, so what completes waited at most ~2 queue slots plus one frame in preprocess.
     assert rep["waits"]["preprocess"]["max"] < 0.2
+
+
+def test_pacing_is_not_counted_as_decode(detector: str) -> None:
+    """--realtime waits for each frame's time before decoding: the wait shows in wall time, not decode."""
+    _, rep, _ = run_pipeline(source="synthetic:160x120@50", model=detector, realtime=True, frames=20,
+                             preprocess="host")
+    assert rep["frames"]["completed"] == 20
+    assert rep["wall_seconds"] >= 19 / 50
+    assert rep["stages"]["decode"]["p50"] < 0.005
+    assert rep["busy"]["decode"] < 0.2
 
 
 @pytest.mark.parametrize("spec, fragment", [
