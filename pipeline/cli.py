@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from pipeline.config import RunConfig
 
 from pipeline import __version__
-from pipeline.errors import UsageError, VidprofError
+from pipeline.errors import RunError, UsageError, VidprofError
 
 DEFAULT_METRICS_PORT = 9464
 
@@ -97,6 +97,14 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     prof.add_argument("--pipeline-name", help="the pipeline label on every series (default: from the source)")
     prof.add_argument("--stream", default="0", help="the stream label (default 0)")
     prof.add_argument("--queue-size", type=int, default=4, help="frames each queue between stages holds (default 4)")
+    prof.add_argument("--warmup", type=int, default=0,
+                      help="inference rounds per request on a blank frame before measuring (default 0: the "
+                           "first frame pays the first-inference cost, as in a real start)")
+    prof.add_argument("--model-only-seconds", type=_seconds, default=0.0,
+                      help="after the run, measure the model alone on a pre-made input for this long "
+                           "(benchmark_app's way) and report model_only_fps beside the end-to-end FPS")
+    prof.add_argument("--dump-outputs", metavar="PATH.npz",
+                      help="save every frame's raw outputs (for accuracy comparisons, e.g. by vidprof tune)")
     prof.add_argument("--quiet", action="store_true", help="no progress line")
     prof.add_argument("--debug", action="store_true", help="show tracebacks")
 
@@ -107,6 +115,34 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     run = sub.add_parser("run", help="profile decode -> preprocess -> inference -> postprocess")
     add_run_arguments(run)
+    tune = sub.add_parser("tune", help="sweep run settings, measure each end to end, and recommend one")
+    tune.add_argument("--source", help="as for run (default: the embedded sample clip)")
+    tune.add_argument("--model", help="as for run (default: the embedded sample detector)")
+    tune.add_argument("--frames", type=int, default=300, help="frames per configuration (default 300)")
+    tune.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                      help="a setting to vary (repeatable): hint, streams, nireq, preprocess, infer_precision, "
+                           "zero_copy, device, sync, batch")
+    tune.add_argument("--repeat", type=int, default=1, help="runs per configuration, interleaved (default 1)")
+    tune.add_argument("--max-latency-ms", type=float, help="p99 end-to-end budget for the recommendation")
+    tune.add_argument("--reference", default="infer_precision=f32,preprocess=host,sync=true",
+                      help="the configuration results are compared with (default: f32, host preprocessing, sync)")
+    tune.add_argument("--min-agreement", type=float, default=0.99,
+                      help="share of results that must match the reference; below it a configuration is flagged "
+                           "as changing results and never recommended (default 0.99)")
+    tune.add_argument("--warmup", type=int, default=5, help="warm-up rounds per request, not counted (default 5)")
+    tune.add_argument("--model-only-seconds", type=_seconds, default=2.0,
+                      help="seconds of model-only measurement per configuration (default 2)")
+    tune.add_argument("--report", help="write the sweep as JSON")
+    tune.add_argument("--csv", help="write the table as CSV")
+    tune.add_argument("--pushgateway", metavar="URL", help="push each configuration's figures with a config label")
+    tune.add_argument("--pipeline-name", default="tune", help="the pipeline label for --pushgateway (default tune)")
+    tune.add_argument("--model-color", help="as for run")
+    tune.add_argument("--mean", help="as for run")
+    tune.add_argument("--scale", help="as for run")
+    tune.add_argument("--postprocess", help="as for run")
+    tune.add_argument("--threshold", help="as for run")
+    tune.add_argument("--quiet", action="store_true", help="no progress bar")
+    tune.add_argument("--debug", action="store_true", help="show tracebacks")
     rep = sub.add_parser("report", help="render a saved JSON report (the Grafana panels, offline)")
     rep.add_argument("report", help="a JSON file written by `vidprof run --report`")
     rep.add_argument("--html", metavar="OUT", help="write an HTML page with the panels drawn as pictures")
@@ -132,6 +168,7 @@ def config_from_args(a: argparse.Namespace, metrics_port: int | None) -> RunConf
         inject=tuple(Injection.parse(x) for x in a.inject),
         metrics_host=a.metrics_host, metrics_port=metrics_port, report=a.report,
         pipeline_name=a.pipeline_name, stream=a.stream, queue_size=a.queue_size,
+        warmup=a.warmup, keep_outputs=bool(a.dump_outputs),
     )
 
 
@@ -151,6 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "report":
             return _report(args)
+        if args.command == "tune":
+            return _tune(args)
     except VidprofError as e:
         if debug:
             traceback.print_exc()
@@ -175,9 +214,12 @@ def _run(args: argparse.Namespace) -> int:
     from profiling.console import ProgressLine, render_summary
     from profiling.push import Pusher, write_textfile
     from samples.assets import RANDOM_WEIGHTS_NOTE
+    from stages.inference import model_only_fps
 
     if args.linger < 0:
         raise UsageError(f"--linger {args.linger}: expected a number of seconds >= 0")
+    if args.model_only_seconds < 0:
+        raise UsageError(f"--model-only-seconds {args.model_only_seconds}: expected a number of seconds >= 0")
     if args.push_interval <= 0:
         raise UsageError(f"--push-interval {args.push_interval}: expected a positive number of seconds")
     explicit_port = args.metrics_port is not None
@@ -202,6 +244,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"vidprof: metrics at {server.url}", file=sys.stderr)
 
     runner = Runner(config, registry)
+    model_only: float | None = None
     pusher = None
     if args.pushgateway:
         pusher = Pusher(args.pushgateway, registry, runner.pipeline_name, interval=args.push_interval)
@@ -213,6 +256,9 @@ def _run(args: argparse.Namespace) -> int:
             print(f"vidprof: note: {RANDOM_WEIGHTS_NOTE}", file=sys.stderr)
         runner.prepare()
         runner.run(on_progress=progress)
+        if args.model_only_seconds > 0 and not runner.info.interrupted and runner.info.fault is None:
+            model_only = model_only_fps(runner.compiled, runner.nireq, runner.premade_input,
+                                        args.model_only_seconds, config.inference.sync)
     except VidprofError as e:
         error = e
     finally:
@@ -224,7 +270,10 @@ def _run(args: argparse.Namespace) -> int:
     if error is not None and not runner._prepared:
         raise error  # nothing was measured yet: just the error
     summary = runner.summary()
+    summary.report["model_only_fps"] = model_only
     render_summary(summary.report)
+    if args.dump_outputs:
+        dump_outputs(args.dump_outputs, runner.kept)
     if config.report:
         report.write_report(config.report, summary.report)
         print(f"vidprof: report written to {config.report}", file=sys.stderr)
@@ -252,6 +301,56 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tune(args: argparse.Namespace) -> int:
+    from rich.progress import Progress
+
+    from pipeline import tuner
+    from profiling import report
+    from profiling.console import render_tune
+
+    if not args.grid:
+        raise UsageError("vidprof tune needs at least one --grid KEY=V1,V2,..., e.g. --grid nireq=1,2,4")
+    if args.frames < 1:
+        raise UsageError(f"--frames {args.frames}: expected a positive number of frames")
+    grid = tuner.parse_grid(args.grid)
+    reference = tuner.parse_settings(args.reference)
+    base: list[str] = ["--frames", str(args.frames)]
+    for flag in ("source", "model", "model_color", "mean", "scale", "postprocess", "threshold"):
+        value = getattr(args, flag)
+        if value is not None:
+            base += [f"--{flag.replace('_', '-')}", str(value)]
+    opts = tuner.TuneOptions(grid, tuple(base), args.model, reference, args.repeat, args.warmup,
+                             args.model_only_seconds,
+                             args.max_latency_ms / 1e3 if args.max_latency_ms is not None else None,
+                             args.min_agreement)
+    for path in (args.report, args.csv):
+        if path:
+            report.check_writable(path)
+    configs = tuner.configurations(grid)
+    # Bad settings fail here, before anything runs: the CLI's own checks on one run of each...
+    for c in [*configs, reference]:
+        config_from_args(build_parser().parse_args(["run", *base, *tuner.run_args(c)]), None)
+    # ...and the device's, one compile per distinct device setting.
+    tuner.check_device_accepts(args.model, [*configs, reference])
+    total = 1 + len(configs) * args.repeat
+    print(f"vidprof: tuning {len(configs)} configurations x {args.repeat} repeat(s) + the reference, "
+          f"{args.frames} frames each", file=sys.stderr)
+    with Progress(disable=args.quiet, transient=True) as progress:
+        task = progress.add_task("tuning", total=total)
+        doc = tuner.sweep(opts, on_step=lambda what: progress.update(task, advance=1, description=what[:60]))
+    render_tune(doc)
+    if args.report:
+        report.write_report(args.report, doc)
+        print(f"vidprof: report written to {args.report}", file=sys.stderr)
+    if args.csv:
+        tuner.write_csv(args.csv, doc)
+        print(f"vidprof: table written to {args.csv}", file=sys.stderr)
+    if args.pushgateway:
+        from profiling.push import push_tune_results
+        push_tune_results(args.pushgateway, doc, args.pipeline_name)
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     from profiling.console import render_summary
     from profiling.report import read_report
@@ -272,6 +371,22 @@ def _report(args: argparse.Namespace) -> int:
         html_report.write_png(doc, args.png)
         print(f"vidprof: wrote {args.png}", file=sys.stderr)
     return 0
+
+
+def dump_outputs(path: str, kept: dict) -> None:
+    """One npz: f{index}_o{k} for each raw output, f{index}_r for the decoded result when it is an array."""
+    import numpy as np
+
+    arrays = {}
+    for index, (outputs, result) in kept.items():
+        for k, out in enumerate(outputs):
+            arrays[f"f{index}_o{k}"] = out
+        if isinstance(result, np.ndarray):
+            arrays[f"f{index}_r"] = result
+    try:
+        np.savez_compressed(path, **arrays)
+    except OSError as e:
+        raise RunError(f"--dump-outputs {path}: cannot write ({e.strerror or e}); choose a writable path") from e
 
 
 def _linger(server: object, seconds: float) -> None:

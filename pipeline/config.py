@@ -74,6 +74,8 @@ class RunConfig:
     pipeline_name: str | None = None  # None: derived from the source
     stream: str = "0"
     queue_size: int = 4
+    warmup: int = 0  # inference rounds per request on a blank frame before the clock starts
+    keep_outputs: bool = False  # keep every frame's raw outputs and results (accuracy comparison)
 
     def __post_init__(self) -> None:
         if self.frames is not None and self.frames < 1:
@@ -84,6 +86,8 @@ class RunConfig:
             raise UsageError(f"--preprocess {self.preprocess!r}: expected one of {', '.join(PLACEMENTS)}")
         if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
             raise UsageError(f"--metrics-port {self.metrics_port}: expected 0..65535 (0 picks a free port)")
+        if self.warmup < 0:
+            raise UsageError(f"--warmup {self.warmup}: expected 0 or more rounds")
         if self.queue_size < 1:
             raise UsageError(f"--queue-size {self.queue_size}: expected at least 1")
         for what, value in (("--pipeline-name", self.pipeline_name), ("--stream", self.stream)):

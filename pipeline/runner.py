@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import openvino as ov
 from prometheus_client import CollectorRegistry
 
@@ -94,6 +95,7 @@ class Runner:
         self._first_inference_done = False
         self.delays: dict[str, Delay] = {i.stage: Delay(i.seconds, i.busy) for i in config.inject if i.seconds > 0}
         self.timeline = Timeline(self.recorder)
+        self.kept: dict[int, tuple[list[Any], Any]] = {}
         self._next_row = 1.0
 
     # ----------------------------------------------------------------- set-up
@@ -170,13 +172,24 @@ class Runner:
             on_busy=self.metrics.infer_requests_busy.set if self.metrics else None,
             inject=self.delays.get("inference"), sampler=self.sampler,
         )
+        self.compiled = compiled
+        # A blank frame of the source's size, preprocessed: the warm-up input, and the pre-made input
+        # for model-only measurements.
+        blank = Frame(-1, image=np.zeros((fh, fw, 3), np.uint8))
+        self.preprocess.process(blank)
+        self.premade_input = blank.tensor
+        if cfg.warmup:
+            info.startup["first_inference"] = self.inference.warm_up(self.premade_input, cfg.warmup)
+            info.startup["warmup_rounds"] = cfg.warmup
+            self._first_inference_done = True
         if self.metrics is not None:
             m = self.metrics
             m.infer_requests.set(self.nireq)
             m.watch_queues({"preprocess": self.q_pre.qsize, "inference": self.q_inf.qsize,
                             "postprocess": self.q_post.qsize})
-            for phase in ("read_model", "compile"):
-                m.startup[phase].set(info.startup[phase])
+            for phase in ("read_model", "compile", "first_inference"):
+                if phase in info.startup:
+                    m.startup[phase].set(info.startup[phase])
             m.set_cache_state(info.startup["cache"])
             m.memory["after_compile_rss"].set(info.memory["after_compile_rss_bytes"])
             r = info.config["resolved"]
@@ -309,6 +322,8 @@ class Runner:
             marks.end["postprocess"] = clock.now_ns()
             failed = frame.error is not None
             self._sink.frame_done(marks, frame.transfer, failed, frame.error)
+            if self.config.keep_outputs and not failed:
+                self.kept[frame.index] = (frame.outputs, frame.result)
             if not self._first_inference_done and "inference" in marks.end and "inference" in marks.start:
                 self._first_inference_done = True
                 sec = marks.stage_seconds("inference") or 0.0

@@ -68,6 +68,9 @@ def render_summary(report: dict[str, Any], console: Console | None = None) -> No
     f = report["frames"]
     console.print(f"frames: {f['completed']} completed, {f['dropped']} dropped, {f['failed']} failed "
                   f"in {report['wall_seconds']:.2f} s  ->  [bold]{report['fps']:.1f} FPS[/bold]")
+    if report.get("model_only_fps"):
+        console.print(f"model alone on a pre-made input: {report['model_only_fps']:.1f} FPS "
+                      f"(the application reaches {report['fps'] / report['model_only_fps']:.0%} of it)")
     for d, label in (("host_to_device", "host->device"), ("device_to_host", "device->host")):
         tr = report["transfer"][d]
         console.print(f"transfer {label}: {tr['bytes']:,} bytes, {tr['seconds'] * 1e3:.2f} ms in total "
@@ -84,3 +87,42 @@ def render_summary(report: dict[str, Any], console: Console | None = None) -> No
         console.print(f"[red]first frame error: {report['first_error']}[/red]")
     if report.get("fault"):
         console.print(f"[red]run stopped by a fault: {report['fault']}[/red]")
+
+
+def render_tune(doc: dict[str, Any], console: Console | None = None) -> None:
+    """The sweep's table sorted by FPS, the Pareto front and the recommendation."""
+    console = console or Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+    rows = doc["results"]
+    t = Table(title="vidprof tune (sorted by end-to-end FPS; * Pareto front, > recommended)", title_justify="left")
+    for col in ("#", "configuration", "FPS", "model-only FPS", "e2e p50 ms", "e2e p99 ms", "bottleneck",
+                "peak RSS MiB", "compile ms", "precision", "agreement"):
+        t.add_column(col, justify="left" if col in ("configuration", "bottleneck") else "right")
+    order = sorted(range(len(rows)), key=lambda i: -(rows[i]["fps"] or -1) if rows[i]["status"] == "ok" else 1e9)
+    for i in order:
+        r = rows[i]
+        mark = (">" if i == doc["recommended"] else "") + ("*" if i in doc["pareto"] else "")
+        name = ",".join(f"{k}={v}" for k, v in r["config"].items()) or "defaults"
+        if r["reference"]:
+            name = "reference: " + name
+        if r["status"] != "ok":
+            t.add_row(f"{mark}{i}", name, "failed", "", "", "", r["error"] or "", "", "", "", "", style="red")
+            continue
+        acc = r["accuracy"] or {}
+        agreement = f"{acc.get('agreement', 0):.3f}" if acc else ""
+        if acc.get("changes_results"):
+            agreement += " CHANGES RESULTS"
+        spread = r["fps_spread"]
+        fps = f"{r['fps']:.1f}" + (f" ({spread[0]:.0f}-{spread[1]:.0f})" if spread and r["repeats"] > 1 else "")
+        t.add_row(f"{mark}{i}", name, fps, f"{r['model_only_fps']:.1f}" if r["model_only_fps"] else "",
+                  f"{r['e2e']['p50'] * 1e3:.1f}", f"{r['e2e']['p99'] * 1e3:.1f}", r["bottleneck"] or "",
+                  f"{(r['peak_rss_bytes'] or 0) / 2**20:.0f}", f"{(r['compile_seconds'] or 0) * 1e3:.0f}",
+                  r["precision"] or "", agreement, style="bold" if i == doc["recommended"] else None)
+    console.print(t)
+    front = sorted(doc["pareto"], key=lambda i: -rows[i]["fps"])
+    console.print("Pareto front (FPS vs p99): " + "; ".join(
+        f"#{i} {rows[i]['fps']:.1f} FPS / {rows[i]['e2e']['p99'] * 1e3:.1f} ms" for i in front))
+    if doc["recommended"] is None:
+        console.print(f"[red]no recommendation: {doc['recommended_why']}[/red]")
+    else:
+        console.print(f"recommended: #{doc['recommended']} ({doc['recommended_why']})")
+        console.print(f"  {doc['recommended_command']}", soft_wrap=True)

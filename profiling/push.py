@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 
-from prometheus_client import CollectorRegistry, push_to_gateway, write_to_textfile
+from prometheus_client import CollectorRegistry, Gauge, push_to_gateway, write_to_textfile
 
 from pipeline.errors import RunError
 
@@ -65,3 +65,39 @@ def write_textfile(path: str, registry: CollectorRegistry) -> None:
     except OSError as e:
         raise RunError(f"--metrics-textfile {path}: cannot write ({e.strerror or e}); expected a writable path, "
                        "e.g. in node_exporter's --collector.textfile.directory") from e
+
+
+def push_tune_results(url: str, doc: dict, pipeline: str) -> None:
+    """Each configuration of a sweep as its own group (job, pipeline, config), so sweeps compare in Grafana.
+
+    The ``config`` label takes one value per grid configuration: bounded by the grid the user gave.
+    """
+    for r in doc["results"]:
+        if r["status"] != "ok":
+            continue
+        config = ",".join(f"{k}={v}" for k, v in r["config"].items()) or "defaults"
+        if r["reference"]:
+            config = "reference:" + config
+        registry = CollectorRegistry()
+        labels = ["pipeline", "config"]
+        ids = {"pipeline": pipeline, "config": config}
+        Gauge("vidprof_tune_fps", "End-to-end FPS (median of repeats).", labels, registry=registry).labels(
+            **ids).set(r["fps"])
+        if r["model_only_fps"] is not None:
+            Gauge("vidprof_tune_model_only_fps", "Model alone on a pre-made input.", labels,
+                  registry=registry).labels(**ids).set(r["model_only_fps"])
+        e2e = Gauge("vidprof_tune_e2e_latency_seconds", "End-to-end latency quantile (median of repeats).",
+                    [*labels, "quantile"], registry=registry)
+        e2e.labels(**ids, quantile="0.5").set(r["e2e"]["p50"])
+        e2e.labels(**ids, quantile="0.99").set(r["e2e"]["p99"])
+        if r["peak_rss_bytes"] is not None:
+            Gauge("vidprof_tune_peak_rss_bytes", "Peak resident memory of the run.", labels,
+                  registry=registry).labels(**ids).set(r["peak_rss_bytes"])
+        if r["accuracy"] is not None:
+            Gauge("vidprof_tune_agreement_ratio", "Agreement of results with the reference configuration.",
+                  labels, registry=registry).labels(**ids).set(r["accuracy"]["agreement"])
+        try:
+            push_to_gateway(url, job="vidprof_tune", registry=registry, grouping_key=ids, timeout=5)
+        except Exception as e:
+            raise RunError(f"--pushgateway {url}: push failed ({e}); expected a reachable Prometheus "
+                           "Pushgateway URL such as http://127.0.0.1:9091") from e

@@ -72,6 +72,35 @@ def compile_model(core: ov.Core, model: ov.Model, opts: InferenceOptions) -> ov.
                        f"{first}; check --device and the settings it supports") from e
 
 
+def model_only_fps(compiled: ov.CompiledModel, nireq: int, tensor, seconds: float, sync: bool = False) -> float:
+    """Inference alone on a pre-made input, the way benchmark_app measures: every request keeps the
+    same input tensor and is restarted as soon as it completes, for ``seconds``."""
+    import time
+
+    if sync:
+        req = compiled.create_infer_request()
+        req.set_input_tensor(ov.Tensor(tensor))
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            req.infer()
+            n += 1
+        return n / (time.perf_counter() - t0)
+    queue = ov.AsyncInferQueue(compiled, nireq)
+    for i in range(nireq):
+        queue[i].set_input_tensor(ov.Tensor(tensor))
+    done = [0]
+
+    def count(_request: ov.InferRequest, _userdata: object) -> None:
+        done[0] += 1
+
+    queue.set_callback(count)
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        queue.start_async(None, None)  # inputs already set on every request
+    queue.wait_all()
+    return done[0] / (time.perf_counter() - t0)
+
+
 def resolved_nireq(compiled: ov.CompiledModel, opts: InferenceOptions) -> int:
     if opts.sync:
         return 1
@@ -186,6 +215,19 @@ class InferenceStage:
                 except Exception as e:  # profiling must never fail a frame; keep the first reason
                     self.sampler_error = self.sampler_error or f"{type(e).__name__}: {e}"
             self._on_done(frame)
+
+    def warm_up(self, tensor, rounds: int) -> float:
+        """Run every request ``rounds`` times on ``tensor`` before the clock starts; returns the first
+        inference's seconds (the real first-inference latency, paid here instead of by frame 0)."""
+        requests = [self._request] if self._sync else [self._queue[i] for i in range(len(self._queue))]
+        first = 0.0
+        for r in range(rounds):
+            for i, req in enumerate(requests):
+                t0 = self._clock.now_ns()
+                req.infer({0: tensor})
+                if r == 0 and i == 0:
+                    first = (self._clock.now_ns() - t0) / 1e9
+        return first
 
     def drain(self) -> None:
         """Wait until every request in flight has completed."""

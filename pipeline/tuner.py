@@ -1,0 +1,333 @@
+"""``vidprof tune``: sweep run settings, measure each configuration end to end, and recommend one.
+
+Each configuration runs as its own ``vidprof run`` subprocess on the same frames: peak memory is
+then that configuration's own (a process's peak RSS never goes down, so in-process runs would
+inherit the largest one), a configuration that crashes cannot take the sweep with it, and what a
+user reruns is exactly what was measured. Repeats are interleaved (A B C A B C) because these
+machines drift between minutes.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.accuracy import AGREEMENT_FLOOR, compare, load_outputs
+from pipeline.errors import RunError, UsageError
+
+# grid key -> how it becomes `vidprof run` arguments
+BOOL_KEYS = {"zero_copy", "sync"}
+GRID_KEYS = ("hint", "streams", "nireq", "preprocess", "infer_precision", "zero_copy", "device", "sync", "batch")
+_ALIASES = {"infer-precision": "infer_precision", "precision": "infer_precision", "zero-copy": "zero_copy"}
+DEFAULT_REFERENCE = {"infer_precision": "f32", "preprocess": "host", "sync": "true"}
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+def _key(raw: str) -> str:
+    key = _ALIASES.get(raw.strip(), raw.strip())
+    if key not in GRID_KEYS:
+        raise UsageError(f"--grid {raw}=...: unknown key; expected one of {', '.join(GRID_KEYS)}")
+    return key
+
+
+def _value(key: str, raw: str) -> str:
+    v = raw.strip()
+    if key in BOOL_KEYS:
+        if v.lower() not in _TRUE | _FALSE:
+            raise UsageError(f"--grid {key}={v}: expected true or false")
+        return "true" if v.lower() in _TRUE else "false"
+    if key in ("streams", "nireq", "batch"):
+        if not v.isdigit() or int(v) < 1:
+            raise UsageError(f"--grid {key}={v}: expected a positive whole number")
+        if key == "batch" and v != "1":
+            raise UsageError(f"--grid batch={v}: vidprof feeds one frame per request (batch 1); "
+                             "batched inference is not supported yet")
+    if not v:
+        raise UsageError(f"--grid {key}: empty value; expected KEY=V1,V2,...")
+    return v
+
+
+def parse_grid(items: Sequence[str]) -> dict[str, list[str]]:
+    grid: dict[str, list[str]] = {}
+    for item in items:
+        if "=" not in item:
+            raise UsageError(f"--grid {item!r}: expected KEY=V1,V2,..., e.g. nireq=1,2,4")
+        raw_key, raw_values = item.split("=", 1)
+        key = _key(raw_key)
+        if key in grid:
+            raise UsageError(f"--grid {key} is given twice; put all its values in one --grid {key}=V1,V2")
+        values = [_value(key, v) for v in raw_values.split(",") if v.strip()]
+        if not values:
+            raise UsageError(f"--grid {item!r}: no values, so the sweep would be empty; expected {key}=V1,V2,...")
+        grid[key] = list(dict.fromkeys(values))
+    return grid
+
+
+def parse_settings(text: str) -> dict[str, str]:
+    """``KEY=V,KEY=V`` (one value each), as --reference takes it."""
+    out: dict[str, str] = {}
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        if "=" not in part:
+            raise UsageError(f"--reference {text!r}: expected KEY=VALUE,KEY=VALUE, e.g. infer_precision=f32,sync=true")
+        k, v = part.split("=", 1)
+        key = _key(k)
+        out[key] = _value(key, v)
+    return out
+
+
+def configurations(grid: dict[str, list[str]]) -> list[dict[str, str]]:
+    keys = list(grid)
+    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(grid[k] for k in keys))]
+
+
+def run_args(settings: dict[str, str]) -> list[str]:
+    """The `vidprof run` arguments that apply ``settings``."""
+    args: list[str] = []
+    for key, value in settings.items():
+        if key == "batch":
+            continue  # only 1, the default
+        if key == "zero_copy":
+            args.append("--zero-copy" if value == "true" else "--no-zero-copy")
+        elif key == "sync":
+            if value == "true":
+                args.append("--sync")
+        else:
+            args += [f"--{key.replace('_', '-')}", value]
+    return args
+
+
+def label(settings: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in settings.items()) or "defaults"
+
+
+def check_device_accepts(model: str | None, configs: Sequence[dict[str, str]]) -> None:
+    """Compile each distinct device setting once before the sweep: a value the device rejects is an
+    error now, not N configurations later."""
+    import openvino as ov
+
+    from samples import assets
+    from stages.inference import InferenceOptions
+
+    core = ov.Core()
+    path = model or assets.sample_model_path()
+    if not os.path.exists(path):
+        raise RunError(f"model {path}: no such file; expected an OpenVINO IR, ONNX, TFLite or other model")
+    seen: set[tuple[tuple[str, str], ...]] = set()
+    devices = set(core.available_devices)
+    for cfg in configs:
+        device_keys = tuple(sorted((k, v) for k, v in cfg.items() if k in ("device", "hint", "streams",
+                                                                           "infer_precision")))
+        if device_keys in seen:
+            continue
+        seen.add(device_keys)
+        d = dict(device_keys)
+        device = d.get("device", "CPU")
+        base = device.split(":")[0].split(".")[0]
+        if base not in devices and base not in ("AUTO", "MULTI", "HETERO", "BATCH"):
+            raise UsageError(f"--grid device={device}: not available here (available: {', '.join(sorted(devices))})")
+        opts = InferenceOptions(device=device, hint=d.get("hint", "throughput"),
+                                streams=int(d["streams"]) if "streams" in d else None,
+                                infer_precision=d.get("infer_precision"))
+        try:
+            core.compile_model(path, device, opts.compile_config())
+        except RuntimeError as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise UsageError(f"--grid {label(d)}: the device rejects it ({first}); drop that value") from e
+
+
+@dataclass
+class Result:
+    settings: dict[str, str]
+    reference: bool = False
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+    accuracy: dict[str, Any] | None = None
+    outputs_path: str | None = None
+
+    def _med(self, get: Callable[[dict[str, Any]], float | None]) -> float | None:
+        vals = [v for r in self.runs if (v := get(r)) is not None]
+        return statistics.median(vals) if vals else None
+
+    def _spread(self, get: Callable[[dict[str, Any]], float | None]) -> list[float] | None:
+        vals = [v for r in self.runs if (v := get(r)) is not None]
+        return [min(vals), max(vals)] if vals else None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and bool(self.runs)
+
+    def to_dict(self) -> dict[str, Any]:
+        last = self.runs[-1] if self.runs else {}
+        return {
+            "config": self.settings,
+            "reference": self.reference,
+            "status": "ok" if self.ok else "failed",
+            "error": self.error,
+            "fps": self._med(lambda r: r["fps"]),
+            "fps_spread": self._spread(lambda r: r["fps"]),
+            "model_only_fps": self._med(lambda r: r.get("model_only_fps")),
+            "e2e": {"p50": self._med(lambda r: r["e2e"]["p50"]), "p99": self._med(lambda r: r["e2e"]["p99"]),
+                    "p99_spread": self._spread(lambda r: r["e2e"]["p99"])},
+            "bottleneck": last.get("bottleneck", {}).get("stage"),
+            "peak_rss_bytes": self._med(lambda r: r["memory"].get("peak_rss_bytes")),
+            "compile_seconds": self._med(lambda r: r["startup"].get("compile")),
+            "precision": (last.get("config", {}).get("resolved") or {}).get("precision"),
+            "repeats": len(self.runs),
+            "accuracy": self.accuracy,
+        }
+
+
+def pareto(points: Sequence[tuple[float, float] | None]) -> list[int]:
+    """Indices of points (fps, p99) that no other point beats on both (higher FPS, lower p99)."""
+    front = []
+    for i, p in enumerate(points):
+        if p is None:
+            continue
+        dominated = any(q is not None and q[0] >= p[0] and q[1] <= p[1] and (q[0] > p[0] or q[1] < p[1])
+                        for j, q in enumerate(points) if j != i)
+        if not dominated:
+            front.append(i)
+    return front
+
+
+def recommend(results: Sequence[dict[str, Any]], max_latency: float | None) -> tuple[int | None, str]:
+    """The highest FPS whose p99 meets the budget, among results that do not change results; the lowest
+    p99 when none meets it. Returns (index, why)."""
+    ok = [i for i, r in enumerate(results) if r["status"] == "ok" and not (r["accuracy"] or {}).get("changes_results")]
+    if not ok:
+        return None, "no configuration ran without changing results"
+    if max_latency is not None:
+        within = [i for i in ok if results[i]["e2e"]["p99"] <= max_latency]
+        if within:
+            best = max(within, key=lambda i: results[i]["fps"])
+            return best, f"highest FPS with p99 within {max_latency * 1e3:g} ms"
+        best = min(ok, key=lambda i: results[i]["e2e"]["p99"])
+        return best, f"no configuration meets p99 <= {max_latency * 1e3:g} ms; this one has the lowest p99"
+    return max(ok, key=lambda i: results[i]["fps"]), "highest FPS (no --max-latency-ms given)"
+
+
+@dataclass(frozen=True)
+class TuneOptions:
+    grid: dict[str, list[str]]
+    base_args: tuple[str, ...]  # source, model, frames and the other fixed `vidprof run` arguments
+    model: str | None
+    reference: dict[str, str]
+    repeat: int = 1
+    warmup: int = 5
+    model_only_seconds: float = 2.0
+    max_latency: float | None = None  # seconds
+    min_agreement: float = AGREEMENT_FLOOR
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.min_agreement <= 1.0:
+            raise UsageError(f"--min-agreement {self.min_agreement}: expected a share between 0 and 1")
+        if self.repeat < 1:
+            raise UsageError(f"--repeat {self.repeat}: expected at least 1")
+        if self.max_latency is not None and self.max_latency <= 0:
+            raise UsageError("--max-latency-ms: expected a positive number of milliseconds")
+
+
+def run_one(opts: TuneOptions, settings: dict[str, str], workdir: str, tag: str, keep_outputs: bool,
+            timeout: float = 1800) -> tuple[dict[str, Any] | None, str | None, str | None]:
+    """Run one configuration as `vidprof run`; returns (report, outputs path, error)."""
+    report = os.path.join(workdir, f"{tag}.json")
+    outputs = os.path.join(workdir, f"{tag}.npz") if keep_outputs else None
+    cmd = [sys.executable, "-m", "pipeline", "run", *opts.base_args, *run_args(settings),
+           "--report", report, "--quiet", "--no-metrics", "--warmup", str(opts.warmup),
+           "--model-only-seconds", str(opts.model_only_seconds)]
+    if outputs:
+        cmd += ["--dump-outputs", outputs]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return None, None, f"timed out after {timeout:g} s"
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("vidprof: error:")]
+    if proc.returncode != 0 or not os.path.exists(report):
+        why = errors[-1].removeprefix("vidprof: error: ") if errors else (proc.stderr.strip().splitlines() or
+                                                                          [f"exit code {proc.returncode}"])[-1]
+        return None, None, why
+    with open(report) as f:
+        return json.load(f), outputs, None
+
+
+def sweep(opts: TuneOptions, on_step: Callable[[str], None] | None = None) -> dict[str, Any]:
+    configs = configurations(opts.grid)
+    results = [Result(c) for c in configs]
+    ref = Result(dict(opts.reference), reference=True)
+    with tempfile.TemporaryDirectory(prefix="vidprof-tune-") as work:
+        # The reference first: every configuration is compared with its outputs.
+        rep, ref.outputs_path, ref.error = run_one(opts, ref.settings, work, "ref", keep_outputs=True)
+        if on_step:
+            on_step("reference " + label(ref.settings))
+        if rep is None:
+            raise RunError(f"the reference configuration ({label(ref.settings)}) failed: {ref.error}; "
+                           "choose another with --reference")
+        ref.runs.append(rep)
+        decoder = rep["config"].get("postprocess_decoder", "passthrough")
+        ref_outputs = load_outputs(ref.outputs_path)  # type: ignore[arg-type]
+        for k in range(opts.repeat):
+            for i, res in enumerate(results):  # interleaved: A B C A B C
+                if res.error is not None:
+                    if on_step:
+                        on_step(f"skip (failed) {label(res.settings)}")
+                    continue
+                first = k == 0
+                rep, out, err = run_one(opts, res.settings, work, f"c{i}_r{k}", keep_outputs=first)
+                if rep is None:
+                    res.error = err
+                else:
+                    res.runs.append(rep)
+                    if out:
+                        res.accuracy = compare(ref_outputs, load_outputs(out), decoder, opts.min_agreement)
+                        os.unlink(out)
+                if on_step:
+                    on_step(label(res.settings))
+        ref.accuracy = compare(ref_outputs, ref_outputs, decoder)
+    rows = [r.to_dict() for r in results] + [ref.to_dict()]
+    points = [(r["fps"], r["e2e"]["p99"]) if r["status"] == "ok" else None for r in rows]
+    best, why = recommend(rows, opts.max_latency)
+    return {
+        "vidprof_tune": 1,
+        "grid": opts.grid,
+        "base_args": list(opts.base_args),
+        "max_latency_seconds": opts.max_latency,
+        "repeat": opts.repeat,
+        "results": rows,
+        "pareto": pareto(points),
+        "recommended": best,
+        "recommended_why": why,
+        "recommended_command": command_line(opts, rows[best]["config"]) if best is not None else None,
+        "reference": len(rows) - 1,
+    }
+
+
+def command_line(opts: TuneOptions, settings: dict[str, str]) -> str:
+    return shlex.join(["vidprof", "run", *opts.base_args, *run_args(settings)])
+
+
+def write_csv(path: str, doc: dict[str, Any]) -> None:
+    keys = sorted({k for r in doc["results"] for k in r["config"]})
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["index", *keys, "reference", "status", "fps", "model_only_fps", "e2e_p50_seconds",
+                    "e2e_p99_seconds", "bottleneck", "peak_rss_bytes", "compile_seconds", "precision",
+                    "agreement", "max_abs_diff", "pareto", "recommended", "error"])
+        for i, r in enumerate(doc["results"]):
+            acc = r["accuracy"] or {}
+            w.writerow([i, *(r["config"].get(k, "") for k in keys), r["reference"], r["status"], r["fps"],
+                        r["model_only_fps"], r["e2e"]["p50"], r["e2e"]["p99"], r["bottleneck"], r["peak_rss_bytes"],
+                        r["compile_seconds"], r["precision"], acc.get("agreement"), acc.get("max_abs_diff"),
+                        i in doc["pareto"], i == doc["recommended"], r["error"] or ""])
