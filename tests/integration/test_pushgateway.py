@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.servers import SYNTHETIC, Harness, find_binary, http_get, start_pushgateway
+from tests.integration.servers import REPO, SYNTHETIC, Harness, find_binary, http_get, start_pushgateway
 
 FRAMES = 40
 
@@ -82,3 +83,22 @@ def test_metrics_textfile_is_a_parseable_exposition(procs: Harness) -> None:
         assert [s.value for s in count] == [FRAMES], stage
     # Written atomically: no temporary file left next to it.
     assert sorted(p.name for p in path.parent.glob("vidprof.prom*")) == ["vidprof.prom"]
+
+
+def test_tune_pushes_each_configuration_with_a_config_label(procs: Harness, pushgateway: str) -> None:
+    report = procs.folder / "tune.json"
+    proc = procs.start("vidprof-tune", [
+        sys.executable, "-m", "pipeline", "tune", *SYNTHETIC, "--frames", "20", "--grid", "nireq=1,2",
+        "--model-only-seconds", "0.2", "--warmup", "1", "--quiet", "--report", str(report),
+        "--pushgateway", pushgateway, "--pipeline-name", "it_tune"], cwd=REPO)
+    code = proc.wait_exit(300)
+    assert code == 0, f"vidprof tune exited with {code}:\n{proc.tail()}"
+    doc = json.loads(report.read_text())
+    text = http_get(f"{pushgateway}/metrics").decode()
+    fps = samples(text, "vidprof_tune_fps", job="vidprof_tune", pipeline="it_tune")
+    by_config = {s.labels["config"]: s.value for s in fps}
+    assert set(by_config) == {"nireq=1", "nireq=2", "reference:infer_precision=f32,preprocess=host,sync=true"}
+    for r in doc["results"]:
+        key = ("reference:" if r["reference"] else "") + ",".join(f"{k}={v}" for k, v in r["config"].items())
+        assert by_config[key] == pytest.approx(r["fps"])
+    assert len(samples(text, "vidprof_tune_e2e_latency_seconds", pipeline="it_tune")) == 6
