@@ -23,7 +23,7 @@ import openvino as ov
 from prometheus_client import CollectorRegistry
 
 from pipeline.config import RunConfig
-from pipeline.errors import RunError
+from pipeline.errors import RunError, runtime_detail
 from profiling.clock import Clock, MonotonicClock
 from profiling.marks import STAGES
 from profiling.metrics import PipelineMetrics
@@ -68,7 +68,9 @@ def rss_bytes() -> int:
 
 
 def peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # ru_maxrss is KiB on Linux
+    # ru_maxrss (KiB on Linux) is the kernel's high-water mark, which it updates lazily: it can read
+    # a little below the resident size just sampled, so never report a peak under the current size.
+    return max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, rss_bytes())
 
 
 def _cache_files(path: str | None) -> set[str]:
@@ -91,6 +93,8 @@ class Runner:
         self.info = RunInfo(config=config.to_dict())
         self.info.config["pipeline_name"] = self.pipeline_name
         self.stop_event = threading.Event()
+        self.hurry_event = threading.Event()  # drop queued frames instead of processing them
+        self._done = threading.Event()  # set when the postprocess thread has seen the end of the stream
         self._prepared = False
         self._first_inference_done = False
         self.delays: dict[str, Delay] = {i.stage: Delay(i.seconds, i.busy) for i in config.inject if i.seconds > 0}
@@ -120,13 +124,13 @@ class Runner:
             raise RunError(f"model {model_path}: no such file; expected an OpenVINO IR (.xml), ONNX, TFLite, "
                            "TensorFlow or PaddlePaddle model")
         core = ov.Core()
+        check_device(core, cfg.inference.device)
         t0 = time.perf_counter()
         try:
             model = core.read_model(model_path)
         except RuntimeError as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise RunError(f"cannot read model {model_path}: {first}; expected a valid OpenVINO IR (.xml + .bin), "
-                           "ONNX, TFLite, TensorFlow or PaddlePaddle model") from e
+            raise RunError(f"cannot read model {model_path}: {runtime_detail(e)}; expected a valid OpenVINO IR "
+                           "(.xml + .bin), ONNX, TFLite, TensorFlow or PaddlePaddle model") from e
         info.startup["read_model"] = time.perf_counter() - t0
 
         fw, fh = self.source.width, self.source.height
@@ -160,12 +164,16 @@ class Runner:
         if inf.perf_counters:
             self.sampler = PerfCounterSampler(
                 compiled, original_names, self.metrics.registry if self.metrics else None,
-                {"pipeline": self.pipeline_name, "stream": cfg.stream})
+                {"pipeline": self.pipeline_name, "stream": cfg.stream},
+                skip_first=0 if cfg.warmup else 2 * resolved_nireq(compiled, inf))
         self.postprocess = Postprocess(cfg.postprocess, [tuple(o.get_shape()) for o in compiled.outputs],
                                        [o.get_any_name() if o.get_names() else "" for o in compiled.outputs])
         info.config["postprocess_decoder"] = self.postprocess.kind
-        self.q_pre: queue.Queue = queue.Queue(maxsize=2 if self.source.live else cfg.queue_size)
-        self.q_inf: queue.Queue = queue.Queue(maxsize=max(cfg.queue_size, self.nireq))
+        # A live source keeps the queues short, so a frame never waits behind stale ones: one waiting
+        # for preprocess, and no more waiting for inference than there are requests.
+        live = self.source.live
+        self.q_pre: queue.Queue = queue.Queue(maxsize=1 if live else cfg.queue_size)
+        self.q_inf: queue.Queue = queue.Queue(maxsize=self.nireq if live else max(cfg.queue_size, self.nireq))
         self.q_post: queue.Queue = queue.Queue(maxsize=max(cfg.queue_size, self.nireq) * 2)
         self.inference = InferenceStage(
             compiled, self.nireq, inf, self.clock, self.q_post.put,
@@ -220,15 +228,18 @@ class Runner:
             self.info.fault = f"{where}: {type(e).__name__}: {e}" if not isinstance(e, RunError) else str(e)
         self.stop_event.set()
 
-    def _put_live(self, frame: Frame) -> None:
-        """Never block on a live source: drop the oldest waiting frame instead."""
+    def _put_live(self, q: queue.Queue, frame: Frame) -> None:
+        """Never block behind a live source: drop the oldest waiting frame instead.
+
+        Only the thread that feeds ``q`` puts into it, so the end marker (put last, blocking) is
+        never the one dropped."""
         while True:
             try:
-                self.q_pre.put_nowait(frame)
+                q.put_nowait(frame)
                 return
             except queue.Full:
                 try:
-                    old = self.q_pre.get_nowait()
+                    old = q.get_nowait()
                     self._sink.frame_dropped(old.marks)
                 except queue.Empty:
                     pass
@@ -236,7 +247,7 @@ class Runner:
     def _decode_loop(self) -> None:
         clock, src, cfg = self.clock, self.source, self.config
         inject = self.delays.get("decode")
-        put = self._put_live if src.live else self.q_pre.put
+        put = (lambda f: self._put_live(self.q_pre, f)) if src.live else self.q_pre.put
         deadline = None if cfg.duration is None else clock.now_ns() + int(cfg.duration * 1e9)
         index = 0
         try:
@@ -257,8 +268,9 @@ class Runner:
                     inject()
                 frame.marks.end["decode"] = clock.now_ns()
                 frame.image = image
-                put(frame)
                 index += 1
+                self.info.frames_read = index
+                put(frame)
         except Exception as e:
             self._fault("decode", e)
         finally:
@@ -267,10 +279,14 @@ class Runner:
     def _preprocess_loop(self) -> None:
         clock = self.clock
         inject = self.delays.get("preprocess")
+        put = (lambda f: self._put_live(self.q_inf, f)) if self.source.live else self.q_inf.put
         while True:
             frame = self.q_pre.get()
             if frame is _END:
                 break
+            if self.hurry_event.is_set():
+                self._sink.frame_dropped(frame.marks)
+                continue
             frame.marks.start["preprocess"] = clock.now_ns()
             try:
                 self.preprocess.process(frame)
@@ -279,7 +295,7 @@ class Runner:
             except Exception as e:
                 frame.error = f"preprocess: {e}"
             frame.marks.end["preprocess"] = clock.now_ns()
-            self.q_inf.put(frame)
+            put(frame)
         self.q_inf.put(_END)
 
     def _submit_loop(self) -> None:
@@ -288,6 +304,9 @@ class Runner:
                 frame = self.q_inf.get()
                 if frame is _END:
                     break
+                if self.hurry_event.is_set():
+                    self._sink.frame_dropped(frame.marks)
+                    continue
                 if frame.error is not None:
                     self.q_post.put(frame)
                     continue
@@ -305,6 +324,12 @@ class Runner:
     def _postprocess_loop(self) -> None:
         clock = self.clock
         inject = self.delays.get("postprocess")
+        try:
+            self._postprocess_frames(clock, inject)
+        finally:
+            self._done.set()
+
+    def _postprocess_frames(self, clock: Clock, inject: Delay | None) -> None:
         consecutive_failures = 0
         while True:
             frame = self.q_post.get()
@@ -351,19 +376,31 @@ class Runner:
         for t in threads:
             t.start()
         last_tick = (self._t_start, 0)
+        interrupts = 0
         try:
-            while True:
+            # Wait on an event, not Thread.join: a Ctrl-C that interrupts join() makes Python treat the
+            # joined thread as finished, and the run would be summarised while frames are still queued.
+            while not self._done.is_set():
                 try:
-                    threads[-1].join(tick_seconds)
-                    if not threads[-1].is_alive():
+                    if self._done.wait(tick_seconds):
                         break
                     last_tick = self._tick(last_tick, on_progress)
                 except KeyboardInterrupt:
+                    # First Ctrl-C: stop the source, finish what is queued. Second: drop what is queued
+                    # (counted as dropped), finish only requests in flight. Either way the report follows.
+                    interrupts += 1
                     self.info.interrupted = True
                     self.stop_event.set()
+                    if interrupts >= 2:
+                        self.hurry_event.set()
         finally:
             for t in threads:
-                t.join(timeout=30)
+                while t.is_alive():
+                    try:
+                        t.join(timeout=30)
+                        break
+                    except KeyboardInterrupt:
+                        self.hurry_event.set()
             self.close()
             self.info.wall_seconds = (self.clock.now_ns() - self._t_start) / 1e9
             self._update_gauges(final=True)
@@ -419,7 +456,7 @@ class Runner:
 
     def summary(self) -> Summary:
         """What was measured so far; valid after a fault or interrupt too."""
-        self.info.memory["peak_rss_bytes"] = peak_rss_bytes()
+        self.info.memory["peak_rss_bytes"] = max(peak_rss_bytes(), self.info.memory.get("after_compile_rss_bytes", 0))
         if self.metrics is not None:
             self.metrics.memory["peak_rss"].set(self.info.memory["peak_rss_bytes"])
         perf = None
@@ -432,6 +469,22 @@ class Runner:
             for stage, d in self.delays.items()}
         summary.report["timeline"] = self.timeline.rows
         return summary
+
+
+VIRTUAL_DEVICES = ("AUTO", "MULTI", "HETERO", "BATCH")
+
+
+def check_device(core: ov.Core, device: str) -> None:
+    """Fail on a device that is not here before compiling anything (OpenVINO's own message is opaque)."""
+    available = core.available_devices
+    for part in device.replace(":", ",").split(","):
+        name = part.strip()
+        base = name.split(".")[0]
+        if not name or base in VIRTUAL_DEVICES:
+            continue
+        if name not in available and base not in available:
+            raise RunError(f"--device {device}: {name} is not available here (available: {', '.join(available)}); "
+                           "choose one of those, or AUTO")
 
 
 def default_pipeline_name(source: str | None) -> str:

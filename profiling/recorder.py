@@ -59,8 +59,8 @@ class Recorder:
         self.d2h_bytes = 0
         self.busy_seconds: dict[str, float] = {s: 0.0 for s in STAGES}
         self.first_error: str | None = None
-        # Decode time of frames dropped before preprocessing: work done, so it counts as busy.
-        self.dropped_decode_seconds = 0.0
+        # Stage time of frames dropped on the way: work done, so it counts as busy.
+        self.dropped_busy_seconds: dict[str, float] = {s: 0.0 for s in STAGES}
         self._drop_lock = threading.Lock()
 
     def frame_done(self, marks: Marks, transfer: Transfer, failed: bool, error: str | None = None) -> None:
@@ -112,10 +112,11 @@ class Recorder:
             m.frames["completed"].inc()
 
     def frame_dropped(self, marks: Marks | None = None) -> None:
-        sec = marks.stage_seconds("decode") if marks is not None else None
         with self._drop_lock:
             self.dropped += 1
-            self.dropped_decode_seconds += sec or 0.0
+            if marks is not None:
+                for stage in STAGES:
+                    self.dropped_busy_seconds[stage] += marks.stage_seconds(stage) or 0.0
         if self._m is not None:
             self._m.frames["dropped"].inc()
 

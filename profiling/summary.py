@@ -28,6 +28,7 @@ class RunInfo:
     """What the runner knows beyond the per-frame figures."""
 
     wall_seconds: float = 0.0
+    frames_read: int = 0  # frames the source delivered: completed + dropped + failed once drained
     nireq: int = 1
     startup: dict[str, Any] = field(default_factory=dict)
     memory: dict[str, int] = field(default_factory=dict)
@@ -42,7 +43,7 @@ def busy_ratios(recorder: Recorder, wall_seconds: float, nireq: int) -> dict[str
         return {s: 0.0 for s in STAGES}
     out = {}
     for s in STAGES:
-        busy = recorder.busy_seconds[s] + (recorder.dropped_decode_seconds if s == "decode" else 0.0)
+        busy = recorder.busy_seconds[s] + recorder.dropped_busy_seconds[s]
         out[s] = busy / wall_seconds / (nireq if s == "inference" else 1)
     return out
 
@@ -89,7 +90,8 @@ class Summary:
         wall = info.wall_seconds
         busy = busy_ratios(recorder, wall, info.nireq)
         report: dict[str, Any] = {
-            "frames": {"completed": recorder.completed, "dropped": recorder.dropped, "failed": recorder.failed},
+            "frames": {"completed": recorder.completed, "dropped": recorder.dropped, "failed": recorder.failed,
+                       "read": info.frames_read},
             "wall_seconds": wall,
             "fps": recorder.completed / wall if wall > 0 else 0.0,
             "stages": {st: Stats.of(s.stages[st]).to_dict() for st in STAGES},

@@ -35,7 +35,7 @@ def test_default_run_uses_the_embedded_samples(run_cli, tmp_path: Path) -> None:
     assert "vidprof summary" in r.stdout and "bottleneck" in r.stdout
     rep = json.loads((tmp_path / "run.json").read_text())
     assert REPORT_KEYS <= set(rep)
-    assert rep["frames"] == {"completed": SAMPLE_CLIP_FRAMES, "dropped": 0, "failed": 0}
+    assert rep["frames"] == {"completed": SAMPLE_CLIP_FRAMES, "dropped": 0, "failed": 0, "read": SAMPLE_CLIP_FRAMES}
     for stage in ("decode", "preprocess", "inference", "postprocess"):
         assert set(rep["stages"][stage]) == {"count", "mean", "p50", "p90", "p99", "max"}
     assert set(rep["transfer"]) == {"host_to_device", "device_to_host"}
@@ -144,28 +144,59 @@ def test_failed_frames_are_reported_and_exit_1(run_cli, tmp_path: Path, detector
     assert r.returncode == 1
     assert "2 frames failed" in one_error_line(r.stderr)
     rep = json.loads((tmp_path / "r.json").read_text())
-    assert rep["frames"] == {"completed": 3, "dropped": 0, "failed": 2}
+    assert rep["frames"] == {"completed": 3, "dropped": 0, "failed": 2, "read": 5}
     assert "--preprocess host" in rep["first_error"]
 
 
-def test_ctrl_c_still_writes_the_report(vidprof_cmd: list[str], tmp_path: Path, detector: str) -> None:
+def _interrupt(vidprof_cmd: list[str], tmp_path: Path, args: list[str], signals_at: list[float]) -> tuple:
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
-    p = subprocess.Popen([*vidprof_cmd, "run", "--source", "synthetic:160x120@30", "--realtime", "--duration", "60",
-                          "--model", detector, "--report", "r.json", "--no-metrics"],
+    p = subprocess.Popen([*vidprof_cmd, "run", *args, "--report", "r.json", "--no-metrics"],
                          cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(4)
-        p.send_signal(signal.SIGINT)
-        out, err = p.communicate(timeout=30)
+        started = time.monotonic()
+        for at in signals_at:
+            time.sleep(max(0.0, at - (time.monotonic() - started)))
+            p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+        stopped = time.monotonic() - started
     finally:
         p.kill()
     assert p.returncode == 130, err
     assert "Traceback" not in err
+    assert "vidprof summary" in out
     rep = json.loads((tmp_path / "r.json").read_text())
     assert rep["interrupted"] is True
+    f = rep["frames"]
+    # Nothing is lost: every frame the source gave is completed, dropped or failed.
+    assert f["completed"] + f["dropped"] + f["failed"] == f["read"]
+    assert rep["stages"]["postprocess"]["count"] == f["completed"]
+    return rep, stopped
+
+
+def test_ctrl_c_still_writes_the_report(vidprof_cmd: list[str], tmp_path: Path, detector: str) -> None:
+    rep, _ = _interrupt(vidprof_cmd, tmp_path, ["--source", "synthetic:160x120@30", "--realtime", "--duration", "60",
+                                                "--model", detector], [4.0])
     assert rep["frames"]["completed"] > 30  # ~4 s at 30 FPS, minus start-up
-    assert rep["stages"]["inference"]["count"] == rep["frames"]["completed"]
-    assert "vidprof summary" in out
+
+
+def test_ctrl_c_finishes_the_frames_already_queued(vidprof_cmd: list[str], tmp_path: Path, clip: str,
+                                                  detector: str) -> None:
+    """A slow postprocess leaves frames queued when Ctrl-C comes: they are finished, not lost."""
+    rep, _ = _interrupt(vidprof_cmd, tmp_path, ["--source", clip, "--loop", "--frames", "10000", "--model", detector,
+                                                "--inject", "postprocess=150ms"], [5.0])
+    f = rep["frames"]
+    assert f["dropped"] == 0 and f["completed"] == f["read"]
+    assert f["completed"] > 10
+
+
+def test_second_ctrl_c_drops_the_queue_and_stops_quickly(vidprof_cmd: list[str], tmp_path: Path, clip: str,
+                                                         detector: str) -> None:
+    rep, stopped = _interrupt(vidprof_cmd, tmp_path, ["--source", clip, "--loop", "--frames", "10000",
+                                                      "--model", detector, "--inject", "postprocess=300ms"],
+                              [5.0, 5.3])
+    assert rep["frames"]["dropped"] > 0
+    # Queued frames are dropped; only the requests in flight and the postprocess queue are finished.
+    assert stopped < 5.3 + 10
 
 
 def test_metrics_port_zero_prints_the_port(run_cli, clip: str, detector: str) -> None:

@@ -21,7 +21,7 @@ OUTPUT_BYTES = (48 * 4 + 48 * 4) * 4  # boxes [1,48,4] + scores [1,48,4], f32
 def test_every_frame_is_counted_and_timed(clip: str, detector: str, placement: str, sync: bool) -> None:
     runner, rep, reg = run_pipeline(source=clip, model=detector, preprocess=placement, pipeline_name="test",
                                     inference=InferenceOptions(sync=sync, nireq=None if sync else 3))
-    assert rep["frames"] == {"completed": CLIP_FRAMES, "dropped": 0, "failed": 0}
+    assert rep["frames"] == {"completed": CLIP_FRAMES, "dropped": 0, "failed": 0, "read": CLIP_FRAMES}
     for stage in STAGES:
         assert rep["stages"][stage]["count"] == CLIP_FRAMES
         assert sample(reg, "vidprof_stage_latency_seconds_count", stage=stage) == CLIP_FRAMES

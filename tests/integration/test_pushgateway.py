@@ -51,7 +51,7 @@ def test_pushgateway_receives_the_final_counts(procs: Harness, pushgateway: str)
     # A short interval so pushes during the run happen too; the final push must still win.
     rep = run_vidprof(procs, "vidprof-push", "--pushgateway", pushgateway, "--push-interval", "0.2",
                       "--pipeline-name", pipeline)
-    assert rep["frames"] == {"completed": FRAMES, "dropped": 0, "failed": 0}
+    assert rep["frames"] == {"completed": FRAMES, "dropped": 0, "failed": 0, "read": FRAMES}
 
     text = http_get(f"{pushgateway}/metrics").decode()
     completed = samples(text, "vidprof_frames_total", outcome="completed", pipeline=pipeline)
@@ -97,8 +97,12 @@ def test_tune_pushes_each_configuration_with_a_config_label(procs: Harness, push
     text = http_get(f"{pushgateway}/metrics").decode()
     fps = samples(text, "vidprof_tune_fps", job="vidprof_tune", pipeline="it_tune")
     by_config = {s.labels["config"]: s.value for s in fps}
-    assert set(by_config) == {"nireq=1", "nireq=2", "reference:infer_precision=f32,preprocess=host,sync=true"}
+    assert set(by_config) == {"nireq=1", "nireq=2", "reference:infer_precision=f32,preprocess=separate,sync=true"}
     for r in doc["results"]:
         key = ("reference:" if r["reference"] else "") + ",".join(f"{k}={v}" for k, v in r["config"].items())
         assert by_config[key] == pytest.approx(r["fps"])
     assert len(samples(text, "vidprof_tune_e2e_latency_seconds", pipeline="it_tune")) == 6
+    # A nireq sweep cannot change results: where the device ran f32 (as the reference does), agreement is exact.
+    for r in doc["results"]:
+        if r["precision"] == "f32":
+            assert r["accuracy"]["agreement"] == 1.0 and not r["accuracy"]["changes_results"]

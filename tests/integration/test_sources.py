@@ -59,7 +59,7 @@ def test_image_folder_and_glob(images_dir: str, detector: str) -> None:
 @pytest.mark.parametrize("placement", ["separate", "fused", "host"])
 def test_synthetic_source_feeds_every_placement(detector: str, placement: str) -> None:
     _, rep, _ = run_pipeline(source="synthetic:160x120@30", model=detector, frames=12, preprocess=placement)
-    assert rep["frames"] == {"completed": 12, "dropped": 0, "failed": 0}
+    assert rep["frames"] == {"completed": 12, "dropped": 0, "failed": 0, "read": 12}
 
 
 def test_synthetic_default_length_is_ten_seconds_of_frames(detector: str) -> None:

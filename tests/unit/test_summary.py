@@ -30,7 +30,7 @@ def test_report_fields_and_fps() -> None:
     for _ in range(4):
         rec.frame_done(make_marks(), Transfer(h2d_bytes=7, d2h_bytes=3), failed=False)
     r = Summary.build(rec, RunInfo(wall_seconds=2.0, nireq=1)).report
-    assert r["frames"] == {"completed": 4, "dropped": 0, "failed": 0}
+    assert r["frames"] == {"completed": 4, "dropped": 0, "failed": 0, "read": 0}
     assert r["fps"] == 2.0
     assert set(r["stages"]) == {"decode", "preprocess", "inference", "postprocess"}
     assert set(r["stages"]["decode"]) == {"count", "mean", "p50", "p90", "p99", "max"}
