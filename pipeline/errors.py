@@ -19,3 +19,12 @@ class RunError(VidprofError):
     """Something found while acting on valid settings (missing file, broken model, busy port): exit 1."""
 
     exit_code = 1
+
+
+def runtime_detail(e: BaseException) -> str:
+    """The informative line of an OpenVINO exception, which stacks "Exception from FILE:LINE:" lines
+    above the one line that says what is wrong."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    useful = [ln for ln in lines if not (ln.startswith("Exception from ") and ln.endswith(":"))]
+    text = " ".join(useful) if useful else (lines[-1] if lines else type(e).__name__)
+    return text if len(text) <= 300 else text[:297] + "..."

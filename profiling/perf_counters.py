@@ -79,11 +79,15 @@ class PerfCounterSampler:
     """Samples profiling info from completed requests; thread-safe (callbacks run on several threads)."""
 
     def __init__(self, compiled: ov.CompiledModel, original_names: set[str] | None,
-                 registry: CollectorRegistry | None, labels: dict[str, str], min_interval: float = 0.05) -> None:
+                 registry: CollectorRegistry | None, labels: dict[str, str], min_interval: float = 0.05,
+                 skip_first: int = 0) -> None:
         self.roles = node_roles(compiled.get_runtime_model(), original_names)
         self.fused = original_names is not None
         self._min_interval_ns = int(min_interval * 1e9)
         self._next_ns = 0
+        # The first inferences of each request pay one-off costs (lazy init, page faults: seen here as a
+        # 2 s "Convolution"), which would swamp the means: they are not sampled.
+        self._skip = skip_first
         self._lock = threading.Lock()
         self.device = array("d")
         self.wall = array("d")
@@ -113,6 +117,9 @@ class PerfCounterSampler:
 
     def sample(self, request: ov.InferRequest, wall_seconds: float, now_ns: int) -> None:
         with self._lock:
+            if self._skip > 0:
+                self._skip -= 1
+                return
             if now_ns < self._next_ns:
                 return
             self._next_ns = now_ns + self._min_interval_ns

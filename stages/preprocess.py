@@ -19,7 +19,7 @@ import openvino as ov
 import openvino.opset13 as ops
 from openvino.preprocess import ColorFormat, InputInfo, PrePostProcessor, ResizeAlgorithm
 
-from pipeline.errors import RunError, UsageError
+from pipeline.errors import RunError, UsageError, runtime_detail
 from stages.frame import Frame
 from stages.model_input import InputSpec
 
@@ -85,7 +85,9 @@ class HostPreprocess:
     def process(self, frame: Frame) -> None:
         s = self._spec
         assert frame.image is not None
-        x = cv2.resize(frame.image, (s.width, s.height), interpolation=cv2.INTER_LINEAR)
+        x = frame.image
+        if x.shape[:2] != (s.height, s.width):  # a same-size resize would only copy
+            x = cv2.resize(x, (s.width, s.height), interpolation=cv2.INTER_LINEAR)
         if s.channels == 1:
             x = cv2.cvtColor(x, cv2.COLOR_BGR2GRAY)[..., None]
         elif self._opts.model_color == "rgb":
@@ -131,7 +133,7 @@ class SeparatePreprocess:
         try:
             compiled = core.compile_model(ppp.build(), device, config)
         except RuntimeError as e:
-            raise RunError(f"could not compile the preprocessing graph on {device}: {str(e).splitlines()[0]}; "
+            raise RunError(f"could not compile the preprocessing graph on {device}: {runtime_detail(e)}; "
                            "try --preprocess host") from e
         self._request = compiled.create_infer_request()
 

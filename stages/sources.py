@@ -99,10 +99,16 @@ class CaptureSource:
                     "camera": "a camera that delivers frames", "url": "a stream that delivers frames"}[kind]
             raise RunError(f"source {description}: opened but no frame could be decoded; expected {what}; "
                            "check the file/stream with `ffprobe` or try another source")
-        self._pending: np.ndarray | None = first
         self.height, self.width = first.shape[:2]
         fps = self._cap.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if fps and fps > 0 and fps < 1000 else None
+        self._pending: np.ndarray | None = None
+        if kind == "file":
+            # Reopen, so frame 0 is decoded (and timed) like every other frame, not handed out pre-read.
+            self._cap.release()
+            self._cap = self._open()
+        else:
+            self._pending = first  # a live source cannot rewind: hand out the probe frame
 
     def _open(self) -> cv2.VideoCapture:
         if self.kind == "url":
@@ -227,6 +233,8 @@ def source_kind(spec: str) -> str:
         return "camera"
     if spec.lower().startswith(URL_SCHEMES):
         return "url"
+    if os.path.isfile(spec):  # before the glob test: "clip[1].mp4" is a file, not a pattern
+        return "file"
     if os.path.isdir(spec) or any(c in spec for c in "*?["):
         return "images"
     return "file"

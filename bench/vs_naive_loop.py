@@ -1,0 +1,129 @@
+"""vidprof's pipeline FPS vs a naive sequential loop doing the same work, on the sample clip.
+
+    cd /work/main && python bench/vs_naive_loop.py [--pairs 5] [--frames 600] [--preprocess separate]
+
+- vidprof: ``Runner`` with a real ``CollectorRegistry`` (what the CLI runs), default settings
+  (throughput hint, the device's streams and nireq), FPS = completed / wall seconds.
+- naive: one thread, ``cv2.VideoCapture.read`` -> the same vidprof preprocess object -> sync
+  ``InferRequest.infer()`` -> the same ``stages.postprocess.Postprocess``; no timing marks, no metrics.
+  The naive loop compiles with the LATENCY hint: with a sync loop only one request is ever in flight,
+  and the latency hint gives that one request every core (the throughput hint would split the CPU
+  into streams of which a sync loop uses one, a straw man). ``--naive-hint throughput`` shows that.
+
+Both run in this process, one after the other (order alternating per pair), on ``--frames`` frames;
+the clip loops when more frames are asked than it has (300).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any
+
+import cv2
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
+
+import openvino as ov
+from prometheus_client import CollectorRegistry
+
+from bench._common import base_parser, fmt, log, machine_note, median, result_line, run_interleaved
+from pipeline.config import RunConfig
+from pipeline.runner import Runner
+from samples import assets
+from stages.frame import Frame
+from stages.inference import InferenceOptions, compile_model
+from stages.model_input import read_input_spec
+from stages.postprocess import Postprocess, PostprocessOptions
+from stages.preprocess import (
+    PLACEMENTS,
+    FusedPreprocess,
+    HostPreprocess,
+    PreprocessOptions,
+    SeparatePreprocess,
+    fuse_preprocessing,
+)
+
+
+def vidprof(clip: str, frames: int, placement: str) -> float:
+    runner = Runner(RunConfig(source=clip, frames=frames, loop=True, preprocess=placement, pipeline_name="bench"),
+                    registry=CollectorRegistry())
+    runner.run()
+    s = runner.summary().report
+    if s["fault"] or s["frames"]["failed"] or s["frames"]["completed"] != frames:
+        raise SystemExit(f"vidprof run failed: {s['fault'] or s['first_error']} ({s['frames']})")
+    return float(s["fps"])
+
+
+def naive(clip: str, frames: int, placement: str, hint: str) -> float:
+    """The loop a user writes first. Set-up (compile) is outside the timed part, as in the runner."""
+    cap = cv2.VideoCapture(clip)
+    w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    core = ov.Core()
+    model = core.read_model(assets.sample_model_path())
+    spec = read_input_spec(model, (w, h))
+    opts = PreprocessOptions()
+    pre: Any
+    if placement == "fused":
+        model = fuse_preprocessing(model, spec, opts, w, h)
+        pre = FusedPreprocess(w, h)
+    elif placement == "separate":
+        pre = SeparatePreprocess(core, "CPU", spec, opts, w, h)
+    else:
+        pre = HostPreprocess(spec, opts)
+    compiled = compile_model(core, model, InferenceOptions(hint=hint))
+    request = compiled.create_infer_request()
+    post = Postprocess(PostprocessOptions(), [tuple(o.get_shape()) for o in compiled.outputs],
+                       [o.get_any_name() if o.get_names() else "" for o in compiled.outputs])
+    done, rewound = 0, False
+    t0 = time.perf_counter()
+    while done < frames:
+        ok, img = cap.read()
+        if not ok:  # loop the clip, as the runner's --loop does
+            if rewound:
+                raise SystemExit(f"cannot decode {clip} even after rewinding it")
+            cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            rewound = True
+            continue
+        rewound = False
+        frame = Frame(done, image=img)
+        pre.process(frame)
+        request.infer({0: frame.tensor}, share_inputs=True)  # no input copy, as vidprof (zero-copy)
+        frame.outputs = [request.get_output_tensor(i).data.copy() for i in range(len(compiled.outputs))]
+        post.process(frame)
+        done += 1
+    wall = time.perf_counter() - t0
+    cap.release()
+    return frames / wall
+
+
+def main() -> None:
+    p = base_parser("vidprof pipeline FPS vs a naive sequential loop")
+    p.add_argument("--frames", type=int, default=600, help="frames per run; the 300-frame clip loops (default 600)")
+    p.add_argument("--preprocess", default="separate", choices=PLACEMENTS, help="placement for both (default separate)")
+    p.add_argument("--naive-hint", default="latency", choices=("latency", "throughput", "none"),
+                   help="compile hint of the naive loop (default latency: best for one request at a time)")
+    a = p.parse_args()
+    clip = assets.sample_clip_path()
+    # Warm-up (untimed): page cache, OpenCV/OpenVINO one-time initialisation.
+    vidprof(clip, 60, a.preprocess)
+    naive(clip, 30, a.preprocess, a.naive_hint)
+    print(machine_note())
+    print(f"clip {clip}, frames={a.frames}, preprocess={a.preprocess}, naive hint={a.naive_hint}")
+
+    ratios: list[float] = []
+    for i in range(a.pairs):
+        log(f"pair {i + 1}/{a.pairs} ...")
+        r = run_interleaved(i, {"vidprof": lambda: vidprof(clip, a.frames, a.preprocess),
+                                "naive": lambda: naive(clip, a.frames, a.preprocess, a.naive_hint)})
+        ratios.append(r["vidprof"] / r["naive"])
+        print(f"pair {i + 1}: vidprof {r['vidprof']:6.1f} FPS | naive {r['naive']:6.1f} FPS | ratio {ratios[-1]:.3f}",
+              flush=True)
+    print(machine_note())
+    print(f"vidprof/naive ratios {fmt(ratios)} median {median(ratios):.3f} (goal >= 1.0)")
+    print(result_line("vs_naive_loop", ratios, preprocess=a.preprocess, naive_hint=a.naive_hint))
+
+
+if __name__ == "__main__":
+    main()
