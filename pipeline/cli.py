@@ -124,8 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
                            "zero_copy, device, sync, batch")
     tune.add_argument("--repeat", type=int, default=1, help="runs per configuration, interleaved (default 1)")
     tune.add_argument("--max-latency-ms", type=float, help="p99 end-to-end budget for the recommendation")
-    tune.add_argument("--reference", default="infer_precision=f32,preprocess=host,sync=true",
-                      help="the configuration results are compared with (default: f32, host preprocessing, sync)")
+    tune.add_argument("--reference",
+                      help="the configuration results are compared with (default: f32, sync, and host "
+                           "preprocessing when the grid varies preprocess, else the sweep's own placement)")
+    tune.add_argument("--preprocess", help="placement for every configuration unless the grid varies it "
+                                           "(default: run's default, separate)")
     tune.add_argument("--min-agreement", type=float, default=0.99,
                       help="share of results that must match the reference; below it a configuration is flagged "
                            "as changing results and never recommended (default 0.99)")
@@ -225,8 +228,10 @@ def _run(args: argparse.Namespace) -> int:
     explicit_port = args.metrics_port is not None
     port = None if args.no_metrics else (args.metrics_port if explicit_port else DEFAULT_METRICS_PORT)
     config = config_from_args(args, port)
-    if config.report:
-        report.check_writable(config.report)
+    for flag, path in (("--report", config.report), ("--metrics-textfile", args.metrics_textfile),
+                       ("--dump-outputs", args.dump_outputs)):
+        if path:  # fail before the run, not after it
+            report.check_writable(path, flag)
 
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
@@ -257,8 +262,11 @@ def _run(args: argparse.Namespace) -> int:
         runner.prepare()
         runner.run(on_progress=progress)
         if args.model_only_seconds > 0 and not runner.info.interrupted and runner.info.fault is None:
-            model_only = model_only_fps(runner.compiled, runner.nireq, runner.premade_input,
-                                        args.model_only_seconds, config.inference.sync)
+            try:
+                model_only = model_only_fps(runner.compiled, runner.nireq, runner.premade_input,
+                                            args.model_only_seconds, config.inference.sync)
+            except KeyboardInterrupt:  # the run itself is measured: keep it, skip the extra figure
+                runner.info.interrupted = True
     except VidprofError as e:
         error = e
     finally:
@@ -313,9 +321,15 @@ def _tune(args: argparse.Namespace) -> int:
     if args.frames < 1:
         raise UsageError(f"--frames {args.frames}: expected a positive number of frames")
     grid = tuner.parse_grid(args.grid)
-    reference = tuner.parse_settings(args.reference)
+    if args.reference is not None:
+        reference = tuner.parse_settings(args.reference)
+    else:
+        # Compare only what the grid varies: when it does not vary the placement, the reference uses the
+        # sweep's own, or every configuration would differ from it by interpolation rounding alone.
+        placement = "host" if "preprocess" in grid else (args.preprocess or "separate")
+        reference = {"infer_precision": "f32", "preprocess": placement, "sync": "true"}
     base: list[str] = ["--frames", str(args.frames)]
-    for flag in ("source", "model", "model_color", "mean", "scale", "postprocess", "threshold"):
+    for flag in ("source", "model", "preprocess", "model_color", "mean", "scale", "postprocess", "threshold"):
         value = getattr(args, flag)
         if value is not None:
             base += [f"--{flag.replace('_', '-')}", str(value)]
@@ -323,15 +337,15 @@ def _tune(args: argparse.Namespace) -> int:
                              args.model_only_seconds,
                              args.max_latency_ms / 1e3 if args.max_latency_ms is not None else None,
                              args.min_agreement)
-    for path in (args.report, args.csv):
+    for flag, path in (("--report", args.report), ("--csv", args.csv)):
         if path:
-            report.check_writable(path)
+            report.check_writable(path, flag)
     configs = tuner.configurations(grid)
     # Bad settings fail here, before anything runs: the CLI's own checks on one run of each...
     for c in [*configs, reference]:
         config_from_args(build_parser().parse_args(["run", *base, *tuner.run_args(c)]), None)
     # ...and the device's, one compile per distinct device setting.
-    tuner.check_device_accepts(args.model, [*configs, reference])
+    tuner.preflight(args.source, args.model, [*configs, reference])
     total = 1 + len(configs) * args.repeat
     print(f"vidprof: tuning {len(configs)} configurations x {args.repeat} repeat(s) + the reference, "
           f"{args.frames} frames each", file=sys.stderr)
@@ -340,7 +354,7 @@ def _tune(args: argparse.Namespace) -> int:
         doc = tuner.sweep(opts, on_step=lambda what: progress.update(task, advance=1, description=what[:60]))
     render_tune(doc)
     if args.report:
-        report.write_report(args.report, doc)
+        report.write_json(args.report, doc)
         print(f"vidprof: report written to {args.report}", file=sys.stderr)
     if args.csv:
         tuner.write_csv(args.csv, doc)

@@ -23,13 +23,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.accuracy import AGREEMENT_FLOOR, compare, load_outputs
-from pipeline.errors import RunError, UsageError
+from pipeline.errors import RunError, UsageError, runtime_detail
 
 # grid key -> how it becomes `vidprof run` arguments
 BOOL_KEYS = {"zero_copy", "sync"}
 GRID_KEYS = ("hint", "streams", "nireq", "preprocess", "infer_precision", "zero_copy", "device", "sync", "batch")
 _ALIASES = {"infer-precision": "infer_precision", "precision": "infer_precision", "zero-copy": "zero_copy"}
-DEFAULT_REFERENCE = {"infer_precision": "f32", "preprocess": "host", "sync": "true"}
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
 
@@ -113,18 +112,25 @@ def label(settings: dict[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in settings.items()) or "defaults"
 
 
-def check_device_accepts(model: str | None, configs: Sequence[dict[str, str]]) -> None:
-    """Compile each distinct device setting once before the sweep: a value the device rejects is an
-    error now, not N configurations later."""
+def preflight(source: str | None, model: str | None, configs: Sequence[dict[str, str]]) -> None:
+    """Check the source and the model once, and compile each distinct device setting once, before the
+    sweep: a bad value is an error now, with the right culprit, not N configurations later."""
     import openvino as ov
 
+    from pipeline.runner import VIRTUAL_DEVICES
     from samples import assets
     from stages.inference import InferenceOptions
+    from stages.sources import open_source
 
+    open_source(source or assets.sample_clip_path()).close()
     core = ov.Core()
     path = model or assets.sample_model_path()
     if not os.path.exists(path):
         raise RunError(f"model {path}: no such file; expected an OpenVINO IR, ONNX, TFLite or other model")
+    try:
+        core.read_model(path)
+    except RuntimeError as e:
+        raise RunError(f"cannot read model {path}: {runtime_detail(e)}") from e
     seen: set[tuple[tuple[str, str], ...]] = set()
     devices = set(core.available_devices)
     for cfg in configs:
@@ -136,7 +142,7 @@ def check_device_accepts(model: str | None, configs: Sequence[dict[str, str]]) -
         d = dict(device_keys)
         device = d.get("device", "CPU")
         base = device.split(":")[0].split(".")[0]
-        if base not in devices and base not in ("AUTO", "MULTI", "HETERO", "BATCH"):
+        if base not in devices and base not in VIRTUAL_DEVICES:
             raise UsageError(f"--grid device={device}: not available here (available: {', '.join(sorted(devices))})")
         opts = InferenceOptions(device=device, hint=d.get("hint", "throughput"),
                                 streams=int(d["streams"]) if "streams" in d else None,
@@ -144,8 +150,7 @@ def check_device_accepts(model: str | None, configs: Sequence[dict[str, str]]) -
         try:
             core.compile_model(path, device, opts.compile_config())
         except RuntimeError as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise UsageError(f"--grid {label(d)}: the device rejects it ({first}); drop that value") from e
+            raise UsageError(f"--grid {label(d)}: the device rejects it ({runtime_detail(e)}); drop that value") from e
 
 
 @dataclass

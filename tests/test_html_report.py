@@ -85,7 +85,8 @@ def _row(t: float) -> dict[str, Any]:
 
 MINIMAL = {"vidprof_report": 1, "frames": {"completed": 0, "dropped": 0, "failed": 3}, "fps": 0.0,
            "wall_seconds": 0.01, "stages": {}, "waits": {}, "e2e": {"count": 0}, "startup": {"compile": 0.05},
-           "busy": {}, "bottleneck": {"stage": "decode", "advice": "a <b>tagged</b> & quoted \"advice\""},
+           "busy": {}, "transfer": {},
+           "bottleneck": {"stage": "decode", "advice": "a <b>tagged</b> & quoted \"advice\""},
            "config": {"source": "synthetic:8x8@1"}, "first_error": "preprocess: <boom>", "timeline": []}
 
 
@@ -117,8 +118,10 @@ def test_empty_timeline_cli(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("content", "out", "expect"), [
     ('{"vidprof_report": 1, "frames": ', "out.html", "not valid JSON"),
     ('{"frames": {}}', "out.html", "without a vidprof_report field"),
+    ('{"vidprof_report": 1, "frames": {}}', "out.html", "missing wall_seconds"),
+    ('{"vidprof_tune": 1, "results": []}', "out.html", "a `vidprof tune` report"),
     (json.dumps(MINIMAL), "missing-folder/out.png", "cannot write"),
-], ids=["truncated", "not-a-report", "unwritable-output"])
+], ids=["truncated", "not-a-report", "incomplete", "tune-report", "unwritable-output"])
 def test_bad_input_is_one_line_error(tmp_path: Path, content: str, out: str, expect: str) -> None:
     path = tmp_path / "bad.json"
     path.write_text(content)
