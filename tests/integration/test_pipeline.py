@@ -8,6 +8,7 @@ import pytest
 from pipeline.errors import RunError
 from profiling.marks import STAGES
 from stages.inference import InferenceOptions
+from stages.preprocess import PreprocessOptions
 from tests.conftest import CLIP_FRAMES, CLIP_H, CLIP_W
 from tests.integration.pipeline_helpers import run_pipeline, sample
 
@@ -64,24 +65,46 @@ def test_input_layouts_and_types_are_read_from_the_model(clip: str, make_model, 
     assert rep["config"]["model_input"]["shape"][0] == 1
 
 
-def test_placements_produce_the_same_tensor(clip: str, detector: str) -> None:
-    """separate, fused and host feed the model the same numbers, up to interpolation rounding."""
-    outs = {}
-    for placement in ("separate", "fused", "host"):
-        runner, _, _ = run_pipeline(source=clip, model=detector, preprocess=placement, frames=1,
-                                    inference=InferenceOptions(sync=True, infer_precision="f32"))
-        outs[placement] = runner  # keep for the assertion below
-    # Compare what each preprocessing path writes for the same decoded frame.
+@pytest.mark.parametrize("opts", [
+    PreprocessOptions(),
+    PreprocessOptions(model_color="rgb", mean=(10.0, 20.0, 30.0), scale=(2.0, 4.0, 8.0)),
+], ids=["bgr", "rgb-mean-scale"])
+def test_placements_produce_the_same_numbers(clip: str, detector: str, opts: PreprocessOptions) -> None:
+    """host computes exactly resize -> colour -> (x - mean) / scale -> NCHW; separate matches it up to
+    interpolation rounding; fused (the same steps inside the model) gives the model's same outputs."""
+    import cv2
+
     from stages.frame import Frame
     from stages.sources import open_source
+
     img = open_source(clip).read()
+    runners = {p: run_pipeline(source=clip, model=detector, preprocess=p, frames=1, preprocess_options=opts,
+                               inference=InferenceOptions(sync=True, infer_precision="f32"))[0]
+               for p in ("separate", "fused", "host")}
     tensors = {}
-    for placement in ("separate", "host"):
+    for p in ("separate", "host"):
         f = Frame(0, image=img)
-        outs[placement].preprocess.process(f)
-        tensors[placement] = f.tensor
-    assert tensors["separate"].shape == tensors["host"].shape == (1, 3, 64, 64)
-    assert np.mean(np.abs(tensors["separate"] - tensors["host"])) < 3.0  # pixel units 0..255
+        runners[p].preprocess.process(f)
+        tensors[p] = f.tensor
+    x = cv2.resize(img, (64, 64), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+    if opts.model_color == "rgb":
+        x = x[..., ::-1]
+    if opts.mean:
+        x = (x - np.float32(opts.mean)) / np.float32(opts.scale)
+    assert np.allclose(tensors["host"], x.transpose(2, 0, 1)[None], atol=1e-5)
+    unit = 1.0 / min(opts.scale or (1.0,))
+    assert tensors["separate"].shape == (1, 3, 64, 64)
+    assert np.mean(np.abs(tensors["separate"] - tensors["host"])) < 3.0 * unit  # a few grey levels at most
+
+    # The model's outputs from the fused model and from the separate graph's tensor agree closely.
+    outputs = {}
+    for p in ("separate", "fused"):
+        f = Frame(0, image=img)
+        runners[p].preprocess.process(f)
+        request = runners[p].compiled.create_infer_request()
+        request.infer({0: f.tensor})
+        outputs[p] = request.get_output_tensor(1).data.copy()  # scores
+    assert np.max(np.abs(outputs["separate"] - outputs["fused"])) < 0.05
 
 
 def test_a_model_with_two_inputs_is_refused(clip: str, two_input_model: str) -> None:
