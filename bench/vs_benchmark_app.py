@@ -70,7 +70,7 @@ def run_child(cmd: list[str], cwd: str | None = None) -> tuple[subprocess.Comple
     return proc, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def vidprof_run(frames: int, zero_copy: bool) -> Run:
+def vidprof_run(frames: int, zero_copy: bool, nireq: int | None = None) -> Run:
     """One vidprof CLI run; FPS is its report's completed frames / wall seconds."""
     with tempfile.TemporaryDirectory() as tmp:
         report = os.path.join(tmp, "report.json")
@@ -78,6 +78,8 @@ def vidprof_run(frames: int, zero_copy: bool) -> Run:
                "--frames", str(frames), "--preprocess", "host", "--postprocess", "passthrough",
                "--report", report, "--quiet", "--no-metrics",
                "--zero-copy" if zero_copy else "--no-zero-copy"]
+        if nireq is not None:
+            cmd += ["--nireq", str(nireq)]
         proc, cpu = run_child(cmd, cwd=REPO_ROOT)
         if proc.returncode != 0 or not os.path.exists(report):
             raise SystemExit(f"vidprof failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr}")
@@ -123,15 +125,16 @@ def main() -> None:
     p = base_parser("vidprof inference FPS vs benchmark_app (same model, streams, nireq)")
     p.add_argument("--frames", type=int, default=1500, help="frames per vidprof run (default 1500, ~10+ s)")
     p.add_argument("--seconds", type=int, default=10, help="benchmark_app -t (default 10)")
+    p.add_argument("--nireq", type=int, help="infer requests for both programs (default: what vidprof resolves)")
     a = p.parse_args()
 
     model = assets.sample_model_path()  # DetectorSpec() default: 1x3x300x300 f32 NCHW
     # Short runs first: they resolve streams/nireq for benchmark_app, warm the page cache, and give the
     # start-up CPU baselines for the CPU-per-frame figures.
-    base_v = vidprof_run(60, zero_copy=True)
+    base_v = vidprof_run(60, zero_copy=True, nireq=a.nireq)
     resolved = base_v.report["config"]["resolved"]
     streams, nireq = int(resolved["streams"]), int(resolved["nireq"])
-    base_c = vidprof_run(60, zero_copy=False)
+    base_c = vidprof_run(60, zero_copy=False, nireq=a.nireq)
     base_b = benchmark_app_run(model, streams, nireq, 1)
     print(machine_note())
     print(f"model {model}")
@@ -151,9 +154,9 @@ def main() -> None:
     for i in range(a.pairs):
         log(f"pair {i + 1}/{a.pairs} ...")
         r = run_interleaved(i, {
-            "vidprof": lambda: vidprof_run(a.frames, zero_copy=True),
+            "vidprof": lambda: vidprof_run(a.frames, zero_copy=True, nireq=a.nireq),
             "benchmark_app": lambda: benchmark_app_run(model, streams, nireq, a.seconds),
-            "vidprof_copy": lambda: vidprof_run(a.frames, zero_copy=False),
+            "vidprof_copy": lambda: vidprof_run(a.frames, zero_copy=False, nireq=a.nireq),
         })
         v, b, c = r["vidprof"], r["benchmark_app"], r["vidprof_copy"]
         ratios_zc.append(v.fps / b.fps)
