@@ -13,6 +13,12 @@ What runs:
   ``Throughput:`` line.
 - vidprof again with ``--no-zero-copy``, so the cost of copying each input into the request shows.
 
+Default ``--placement fused``: vidprof builds its preprocessing into the model and the bench saves that very
+graph as IR for benchmark_app, so both programs infer the same graph on the same u8 input and vidprof's own
+preprocess stage is only a wrap of the frame: what is compared is the inference stage and vidprof's threads
+around it. ``--placement host`` runs the plain f32 model in both, vidprof converting each frame on the host
+(~0.3 CPU-ms a frame that, on 2 cores the model already fills, comes out of inference).
+
 Why synthetic 300x300 with host preprocessing: the infer requests then run exactly the IR benchmark_app
 runs, on the same f32 1x3x300x300 input. ``fused`` would add resize/convert/layout nodes to the model,
 so the two programs would no longer infer the same graph; ``separate`` at 300x300 would run a second
@@ -70,12 +76,30 @@ def run_child(cmd: list[str], cwd: str | None = None) -> tuple[subprocess.Comple
     return proc, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
+def fused_model(folder: str) -> str:
+    """The sample model with vidprof's fused preprocessing built in, saved as IR: exactly the graph vidprof
+    compiles for ``--preprocess fused`` on a SIZE x SIZE source, so benchmark_app can run the same graph."""
+    import openvino as ov
+
+    from stages.model_input import read_input_spec
+    from stages.preprocess import PreprocessOptions, fuse_preprocessing
+
+    model = ov.Core().read_model(assets.sample_model_path())
+    spec = read_input_spec(model, (SIZE, SIZE))
+    path = os.path.join(folder, "sample_fused.xml")
+    ov.save_model(fuse_preprocessing(model, spec, PreprocessOptions(), SIZE, SIZE), path, compress_to_fp16=False)
+    return path
+
+
+PLACEMENT = "fused"  # set from --placement in main()
+
+
 def vidprof_run(frames: int, zero_copy: bool, nireq: int | None = None) -> Run:
     """One vidprof CLI run; FPS is its report's completed frames / wall seconds."""
     with tempfile.TemporaryDirectory() as tmp:
         report = os.path.join(tmp, "report.json")
         cmd = [sys.executable, "-m", "pipeline", "run", "--source", f"synthetic:{SIZE}x{SIZE}@30",
-               "--frames", str(frames), "--preprocess", "host", "--postprocess", "passthrough",
+               "--frames", str(frames), "--preprocess", PLACEMENT, "--postprocess", "passthrough",
                "--report", report, "--quiet", "--no-metrics",
                "--zero-copy" if zero_copy else "--no-zero-copy"]
         if nireq is not None:
@@ -103,7 +127,9 @@ def benchmark_app_run(model: str, streams: int, nireq: int, seconds: int) -> Run
         with open(config, "w") as f:
             json.dump({"CPU": {"NUM_STREAMS": str(streams)}}, f)
         cmd = [exe, "-m", model, "-d", "CPU", "-hint", "throughput", "-load_config", config, "-nireq", str(nireq),
-               "-t", str(seconds), "-shape", f"[1,3,{SIZE},{SIZE}]"]
+               "-t", str(seconds)]
+        if PLACEMENT == "host":
+            cmd += ["-shape", f"[1,3,{SIZE},{SIZE}]"]
         proc, cpu = run_child(cmd)
     out = proc.stdout + proc.stderr
     fps = re.search(r"Throughput:\s*([\d.]+)\s*FPS", out)
@@ -126,9 +152,16 @@ def main() -> None:
     p.add_argument("--frames", type=int, default=1500, help="frames per vidprof run (default 1500, ~10+ s)")
     p.add_argument("--seconds", type=int, default=10, help="benchmark_app -t (default 10)")
     p.add_argument("--nireq", type=int, help="infer requests for both programs (default: what vidprof resolves)")
+    p.add_argument("--placement", choices=("fused", "host"), default="fused",
+                   help="fused (default): both run the sample model with vidprof's preprocessing built in, on "
+                        "u8 frames; host: both run the plain f32 model, vidprof converting each frame on the host")
     a = p.parse_args()
+    global PLACEMENT
+    PLACEMENT = a.placement
 
-    model = assets.sample_model_path()  # DetectorSpec() default: 1x3x300x300 f32 NCHW
+    work = tempfile.mkdtemp(prefix="vidprof-bench-")
+    # DetectorSpec() default: 1x3x300x300 f32 NCHW; fused: the same with a u8 1x300x300x3 BGR input.
+    model = fused_model(work) if PLACEMENT == "fused" else assets.sample_model_path()
     # Short runs first: they resolve streams/nireq for benchmark_app, warm the page cache, and give the
     # start-up CPU baselines for the CPU-per-frame figures.
     base_v = vidprof_run(60, zero_copy=True, nireq=a.nireq)
@@ -144,7 +177,7 @@ def main() -> None:
           f"-t {a.seconds} -shape [1,3,{SIZE},{SIZE}]")
     if base_b.props.get("NUM_STREAMS") != str(streams) or base_b.props.get("requests") != str(nireq):
         print(f"WARNING: benchmark_app did not take streams={streams} nireq={nireq}: {base_b.props}")
-    print(f"vidprof: --source synthetic:{SIZE}x{SIZE}@30 --frames {a.frames} --preprocess host "
+    print(f"vidprof: --source synthetic:{SIZE}x{SIZE}@30 --frames {a.frames} --preprocess {PLACEMENT} "
           "--postprocess passthrough [--no-zero-copy]")
 
     ratios_zc: list[float] = []
