@@ -73,6 +73,16 @@ def peak_rss_bytes() -> int:
     return max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, rss_bytes())
 
 
+def cache_state(cache_dir: str | None, before: set[str], after: set[str]) -> str:
+    """miss: compiling wrote a new blob; hit: it wrote none and one was there; off: no cache in use
+    (none asked for, or a device that does not export compiled models)."""
+    if not cache_dir:
+        return "off"
+    if after - before:
+        return "miss"
+    return "hit" if before else "off"
+
+
 def _cache_files(path: str | None) -> set[str]:
     if not path or not os.path.isdir(path):
         return set()
@@ -154,7 +164,7 @@ class Runner:
         compiled = compile_model(core, model, inf)
         info.startup["compile"] = time.perf_counter() - t0
         after = _cache_files(inf.cache_dir)
-        info.startup["cache"] = "off" if not inf.cache_dir else ("miss" if after - before else "hit")
+        info.startup["cache"] = cache_state(inf.cache_dir, before, after)
         info.memory["after_compile_rss_bytes"] = rss_bytes()
         self.nireq = resolved_nireq(compiled, inf)
         info.nireq = self.nireq
@@ -165,7 +175,7 @@ class Runner:
             self.sampler = PerfCounterSampler(
                 compiled, original_names, self.metrics.registry if self.metrics else None,
                 {"pipeline": self.pipeline_name, "stream": cfg.stream},
-                skip_first=0 if cfg.warmup else 2 * resolved_nireq(compiled, inf))
+                skip_first=0 if cfg.warmup else 2 * self.nireq)
         self.postprocess = Postprocess(cfg.postprocess, [tuple(o.get_shape()) for o in compiled.outputs],
                                        [o.get_any_name() if o.get_names() else "" for o in compiled.outputs])
         info.config["postprocess_decoder"] = self.postprocess.kind
@@ -191,22 +201,28 @@ class Runner:
             info.startup["warmup_rounds"] = cfg.warmup
             self._first_inference_done = True
         if self.metrics is not None:
-            m = self.metrics
-            m.infer_requests.set(self.nireq)
-            m.watch_queues({"preprocess": self.q_pre.qsize, "inference": self.q_inf.qsize,
-                            "postprocess": self.q_post.qsize})
-            for phase in ("read_model", "compile", "first_inference"):
-                if phase in info.startup:
-                    m.startup[phase].set(info.startup[phase])
-            m.set_cache_state(info.startup["cache"])
-            m.memory["after_compile_rss"].set(info.memory["after_compile_rss_bytes"])
-            r = info.config["resolved"]
-            m.info.info({k: str(v) for k, v in {
-                "model": os.path.basename(model_path), "device": inf.device, "hint": inf.hint,
-                "streams": r.get("streams"), "nireq": self.nireq, "preprocess": cfg.preprocess,
-                "precision": r.get("precision"), "source": self.source.kind,
-            }.items()})
+            self._export_setup(model_path)
         self._prepared = True
+
+    def _export_setup(self, model_path: str) -> None:
+        """Publish what is known once prepared: requests, queue watchers, start-up, cache, memory, settings."""
+        cfg, info, inf = self.config, self.info, self.config.inference
+        m = self.metrics
+        assert m is not None
+        m.infer_requests.set(self.nireq)
+        m.watch_queues({"preprocess": self.q_pre.qsize, "inference": self.q_inf.qsize,
+                        "postprocess": self.q_post.qsize})
+        for phase in ("read_model", "compile", "first_inference"):
+            if phase in info.startup:
+                m.startup[phase].set(info.startup[phase])
+        m.set_cache_state(info.startup["cache"])
+        m.memory["after_compile_rss"].set(info.memory["after_compile_rss_bytes"])
+        r = info.config["resolved"]
+        m.info.info({k: str(v) for k, v in {
+            "model": os.path.basename(model_path), "device": inf.device, "hint": inf.hint,
+            "streams": r.get("streams"), "nireq": self.nireq, "preprocess": cfg.preprocess,
+            "precision": r.get("precision"), "source": self.source.kind,
+        }.items()})
 
     def _resolved(self, compiled: ov.CompiledModel) -> dict[str, Any]:
         """What the device actually chose: users argue about defaults, so record them."""
