@@ -7,23 +7,16 @@ def make_marks() -> Marks:
     infer wait 5, inference 6, queue 7, postprocess 8 (all ms)."""
     c = FakeClock(1_000_000)
     m = Marks()
-    m.start["decode"] = c.now_ns()
-    c.advance(0.002)
-    m.end["decode"] = c.now_ns()
-    c.advance(0.001)
-    m.start["preprocess"] = c.now_ns()
-    c.advance(0.003)
-    m.end["preprocess"] = c.now_ns()
-    c.advance(0.004)
-    m.infer_wait_start = c.now_ns()
-    c.advance(0.005)
-    m.start["inference"] = c.now_ns()
-    c.advance(0.006)
-    m.end["inference"] = c.now_ns()
-    c.advance(0.007)
-    m.start["postprocess"] = c.now_ns()
-    c.advance(0.008)
-    m.end["postprocess"] = c.now_ns()
+    # (which mark, then how long until the next one)
+    steps = [(("start", "decode"), 0.002), (("end", "decode"), 0.001), (("start", "preprocess"), 0.003),
+             (("end", "preprocess"), 0.004), (("wait", None), 0.005), (("start", "inference"), 0.006),
+             (("end", "inference"), 0.007), (("start", "postprocess"), 0.008), (("end", "postprocess"), 0.0)]
+    for (kind, stage), gap in steps:
+        if kind == "wait":
+            m.infer_wait_start = c.now_ns()
+        else:
+            getattr(m, kind)[stage] = c.now_ns()
+        c.advance(gap)
     return m
 
 
