@@ -16,8 +16,8 @@ from profiling.stats import Stats
 ADVICE = {
     "decode": "the model is not the limit; try a lighter codec or resolution, or more decode threads",
     "preprocess": "try another --preprocess placement (separate, fused, host) or a smaller source resolution",
-    "inference": "the model is the limit; try --hint throughput, more --streams/--nireq, "
-                 "a lower --infer-precision or a smaller model",
+    "inference": "the model is the limit; try more --streams/--nireq, a lower --infer-precision "
+                 "or a smaller model",
     "postprocess": "try a higher --threshold so NMS sees fewer boxes, or a cheaper decoder",
 }
 SATURATED = 0.5  # below this no stage is really limiting; the source's pace is
@@ -48,7 +48,7 @@ def busy_ratios(recorder: Recorder, wall_seconds: float, nireq: int) -> dict[str
     return out
 
 
-def bottleneck(busy: dict[str, float], live_capture: bool = False) -> dict[str, Any]:
+def bottleneck(busy: dict[str, float], live_capture: bool = False, hint: str | None = None) -> dict[str, Any]:
     """The stage that limits throughput, with one sentence of advice.
 
     ``live_capture``: a camera or stream, whose decode figure includes waiting for the device to
@@ -67,6 +67,8 @@ def bottleneck(busy: dict[str, float], live_capture: bool = False) -> dict[str, 
         second = max(others, key=lambda s: busy[s])
         advice = (f"{stage} is busy {ratio:.0%} of the time while {second} is busy {busy[second]:.0%}: "
                   f"{ADVICE[stage]}")
+        if stage == "inference" and hint not in (None, "throughput", "cumulative_throughput"):
+            advice += ", or --hint throughput"  # only worth saying when it is not already the hint
     return {"stage": stage, "busy_ratio": ratio, "advice": advice}
 
 
@@ -109,7 +111,8 @@ class Summary:
             "perf_counters": perf_counters,
             "stage_attribution": attribution(recorder, perf_counters),
             "busy": busy,
-            "bottleneck": bottleneck(busy, info.config.get("source_kind") in ("camera", "url")),
+            "bottleneck": bottleneck(busy, info.config.get("source_kind") in ("camera", "url"),
+                                     (info.config.get("inference") or {}).get("hint")),
             "config": info.config,
             "fault": info.fault,
             "first_error": recorder.first_error,

@@ -36,3 +36,9 @@ def test_report_fields_and_fps() -> None:
     assert set(r["stages"]["decode"]) == {"count", "mean", "p50", "p90", "p99", "max"}
     assert r["transfer"]["host_to_device"]["bytes"] == 28 and r["transfer"]["device_to_host"]["bytes"] == 12
     assert r["e2e"]["p50"] == pytest.approx(0.036)
+
+
+def test_inference_advice_suggests_the_throughput_hint_only_when_it_is_not_in_use() -> None:
+    busy = {"decode": 0.1, "preprocess": 0.2, "inference": 0.95, "postprocess": 0.1}
+    assert "--hint throughput" in bottleneck(busy, hint="latency")["advice"]
+    assert "--hint throughput" not in bottleneck(busy, hint="throughput")["advice"]
