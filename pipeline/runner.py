@@ -441,8 +441,8 @@ class Runner:
         if on_progress is not None:
             s = self.recorder.samples
             # The last 200 frames: a live view, cheap whatever the length of the run.
-            stage_ms = {st: (sum(s.stages[st][-200:]) / len(s.stages[st][-200:]) * 1e3) if len(s.stages[st]) else 0.0
-                        for st in STAGES}
+            recent = {st: s.stages[st][-200:] for st in STAGES}
+            stage_ms = {st: sum(v) / len(v) * 1e3 if len(v) else 0.0 for st, v in recent.items()}
             r = self.recorder
             on_progress(Progress(self.info.wall_seconds, r.completed, r.dropped, r.failed, fps, stage_ms))
         return now, done

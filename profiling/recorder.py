@@ -66,11 +66,11 @@ class Recorder:
     def frame_done(self, marks: Marks, transfer: Transfer, failed: bool, error: str | None = None) -> None:
         s = self.samples
         m = self._m
-        # Busy time counts every stage a frame went through, failed or not: the work was done.
-        for stage in STAGES:
-            sec = marks.stage_seconds(stage)
-            if sec is not None:
-                self.busy_seconds[stage] += sec
+        # Each stage's duration once: this runs for every frame. Busy time counts every stage a frame
+        # went through, failed or not: the work was done.
+        durations = [(stage, sec) for stage in STAGES if (sec := marks.stage_seconds(stage)) is not None]
+        for stage, sec in durations:
+            self.busy_seconds[stage] += sec
         if failed:
             self.failed += 1
             if self.first_error is None and error:
@@ -79,10 +79,7 @@ class Recorder:
                 m.frames["failed"].inc()
             return
         total = 0.0
-        for stage in STAGES:
-            sec = marks.stage_seconds(stage)
-            if sec is None:
-                continue
+        for stage, sec in durations:
             total += sec
             s.stages[stage].append(sec)
             if m is not None:
