@@ -28,13 +28,13 @@ from collections.abc import Callable
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
 
 from prometheus_client import CollectorRegistry, generate_latest
+from vidprof.pipeline.config import RunConfig
+from vidprof.pipeline.runner import Runner
+from vidprof.profiling.marks import Marks
+from vidprof.profiling.metrics import PipelineMetrics
+from vidprof.profiling.recorder import FrameSink, NullRecorder, Recorder, Transfer
 
 from bench._common import base_parser, fmt, log, machine_note, median, result_line, run_interleaved
-from pipeline.config import RunConfig
-from pipeline.runner import Runner
-from profiling.marks import Marks
-from profiling.metrics import PipelineMetrics
-from profiling.recorder import FrameSink, NullRecorder, Recorder, Transfer
 
 SOURCE = "synthetic:300x300@30"
 

@@ -3,7 +3,7 @@
     cd /work/main && python bench/vs_benchmark_app.py [--pairs 5] [--frames 1500] [--seconds 10]
 
 What runs:
-- vidprof: the CLI (``python -m pipeline run``) on ``synthetic:300x300`` with ``--preprocess host``,
+- vidprof: the CLI (``python -m vidprof.pipeline run``) on ``synthetic:300x300`` with ``--preprocess host``,
   ``--postprocess passthrough``, ``--quiet --no-metrics --report``; FPS = completed frames / wall seconds,
   read from the report. Passthrough because this compares the inference stage: the sample detector's NMS
   costs ~1-2 CPU-ms a frame, which on 2 cores that inference already fills is taken from inference.
@@ -51,8 +51,9 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
 
+from vidprof.samples import assets
+
 from bench._common import REPO_ROOT, base_parser, fmt, log, machine_note, median, result_line, run_interleaved
-from samples import assets
 
 SIZE = 300  # the sample model's input side; the synthetic source matches it
 
@@ -80,9 +81,8 @@ def fused_model(folder: str) -> str:
     """The sample model with vidprof's fused preprocessing built in, saved as IR: exactly the graph vidprof
     compiles for ``--preprocess fused`` on a SIZE x SIZE source, so benchmark_app can run the same graph."""
     import openvino as ov
-
-    from stages.model_input import read_input_spec
-    from stages.preprocess import PreprocessOptions, fuse_preprocessing
+    from vidprof.stages.model_input import read_input_spec
+    from vidprof.stages.preprocess import PreprocessOptions, fuse_preprocessing
 
     model = ov.Core().read_model(assets.sample_model_path())
     spec = read_input_spec(model, (SIZE, SIZE))
@@ -98,7 +98,7 @@ def vidprof_run(frames: int, zero_copy: bool, nireq: int | None = None) -> Run:
     """One vidprof CLI run; FPS is its report's completed frames / wall seconds."""
     with tempfile.TemporaryDirectory() as tmp:
         report = os.path.join(tmp, "report.json")
-        cmd = [sys.executable, "-m", "pipeline", "run", "--source", f"synthetic:{SIZE}x{SIZE}@30",
+        cmd = [sys.executable, "-m", "vidprof.pipeline", "run", "--source", f"synthetic:{SIZE}x{SIZE}@30",
                "--frames", str(frames), "--preprocess", PLACEMENT, "--postprocess", "passthrough",
                "--report", report, "--quiet", "--no-metrics",
                "--zero-copy" if zero_copy else "--no-zero-copy"]

@@ -41,24 +41,24 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 import openvino as ov
 from prometheus_client import CollectorRegistry
-
-from bench._common import base_parser, fmt, log, machine_note, median, ordered, result_line, run_interleaved
-from pipeline.config import RunConfig
-from pipeline.runner import Runner
-from profiling.clock import MonotonicClock
-from samples import assets
-from stages import sources
-from stages.frame import Frame
-from stages.inference import InferenceOptions, InferenceStage, compile_model, resolved_nireq
-from stages.model_input import InputSpec, read_input_spec
-from stages.postprocess import Postprocess, PostprocessOptions
-from stages.preprocess import (
+from vidprof.pipeline.config import RunConfig
+from vidprof.pipeline.runner import Runner
+from vidprof.profiling.clock import MonotonicClock
+from vidprof.samples import assets
+from vidprof.stages import sources
+from vidprof.stages.frame import Frame
+from vidprof.stages.inference import InferenceOptions, InferenceStage, compile_model, resolved_nireq
+from vidprof.stages.model_input import InputSpec, read_input_spec
+from vidprof.stages.postprocess import Postprocess, PostprocessOptions
+from vidprof.stages.preprocess import (
     FusedPreprocess,
     HostPreprocess,
     PreprocessOptions,
     SeparatePreprocess,
     fuse_preprocessing,
 )
+
+from bench._common import base_parser, fmt, log, machine_note, median, ordered, result_line, run_interleaved
 
 PLACEMENTS = ("separate", "host", "fused")
 HELD_FRAMES = 16  # decoded frames kept for the preprocess measurements (a 720p frame is 2.7 MB)
@@ -185,7 +185,7 @@ def pipeline(placement: str, clip: str, frames: int) -> PipelineRun:
 
 
 def main() -> None:
-    p = base_parser("pipeline FPS vs the CPU-bound estimate from stages measured alone")
+    p = base_parser("pipeline FPS vs the CPU-bound estimate from vidprof.stages measured alone")
     p.add_argument("--frames", type=int, default=600, help="frames per pipeline run; the clip loops (default 600)")
     p.add_argument("--infer-frames", type=int, default=400, help="frames per inference-only run (default 400)")
     p.add_argument("--placements", default=",".join(PLACEMENTS), help="comma-separated (default: all three)")

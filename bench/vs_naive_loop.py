@@ -27,16 +27,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 import openvino as ov
 from prometheus_client import CollectorRegistry
-
-from bench._common import base_parser, fmt, log, machine_note, median, result_line, run_interleaved
-from pipeline.config import RunConfig
-from pipeline.runner import Runner
-from samples import assets
-from stages.frame import Frame
-from stages.inference import InferenceOptions, compile_model
-from stages.model_input import read_input_spec
-from stages.postprocess import Postprocess, PostprocessOptions
-from stages.preprocess import (
+from vidprof.pipeline.config import RunConfig
+from vidprof.pipeline.runner import Runner
+from vidprof.samples import assets
+from vidprof.stages.frame import Frame
+from vidprof.stages.inference import InferenceOptions, compile_model
+from vidprof.stages.model_input import read_input_spec
+from vidprof.stages.postprocess import Postprocess, PostprocessOptions
+from vidprof.stages.preprocess import (
     PLACEMENTS,
     FusedPreprocess,
     HostPreprocess,
@@ -44,6 +42,8 @@ from stages.preprocess import (
     SeparatePreprocess,
     fuse_preprocessing,
 )
+
+from bench._common import base_parser, fmt, log, machine_note, median, result_line, run_interleaved
 
 
 def vidprof(clip: str, frames: int, placement: str) -> float:

@@ -1,3 +1,3 @@
-from pipeline.cli import entry
+from vidprof.pipeline.cli import entry
 
 entry()

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn
 
 if TYPE_CHECKING:
-    from pipeline.config import RunConfig
+    from vidprof.pipeline.config import RunConfig
 
-from pipeline import __version__
-from pipeline.errors import RunError, UsageError, VidprofError
+from vidprof.pipeline import __version__
+from vidprof.profiling.errors import RunError, UsageError, VidprofError
 
 DEFAULT_METRICS_PORT = 9464
 
@@ -156,10 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(a: argparse.Namespace, metrics_port: int | None) -> RunConfig:
     # Imported here: they pull in OpenVINO, which `vidprof report` does not need.
-    from pipeline.config import Injection, RunConfig
-    from stages.inference import InferenceOptions
-    from stages.postprocess import PostprocessOptions
-    from stages.preprocess import PreprocessOptions
+    from vidprof.pipeline.config import Injection, RunConfig
+    from vidprof.stages.inference import InferenceOptions
+    from vidprof.stages.postprocess import PostprocessOptions
+    from vidprof.stages.preprocess import PreprocessOptions
 
     return RunConfig(
         source=a.source, model=a.model, frames=a.frames, duration=a.duration, loop=a.loop, realtime=a.realtime,
@@ -211,13 +211,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
-
-    from pipeline.runner import Runner
-    from profiling import exporter, report
-    from profiling.console import ProgressLine, render_summary
-    from profiling.push import Pusher, write_textfile
-    from samples.assets import RANDOM_WEIGHTS_NOTE
-    from stages.inference import model_only_fps
+    from vidprof.pipeline.runner import Runner
+    from vidprof.profiling import exporter, report
+    from vidprof.profiling.console import ProgressLine, render_summary
+    from vidprof.profiling.push import Pusher, write_textfile
+    from vidprof.samples.assets import RANDOM_WEIGHTS_NOTE
+    from vidprof.stages.inference import model_only_fps
 
     if args.linger < 0:
         raise UsageError(f"--linger {args.linger}: expected a number of seconds >= 0")
@@ -311,10 +310,9 @@ def _run(args: argparse.Namespace) -> int:
 
 def _tune(args: argparse.Namespace) -> int:
     from rich.progress import Progress
-
-    from pipeline import tuner
-    from profiling import report
-    from profiling.console import render_tune
+    from vidprof.pipeline import tuner
+    from vidprof.profiling import report
+    from vidprof.profiling.console import render_tune
 
     if not args.grid:
         raise UsageError("vidprof tune needs at least one --grid KEY=V1,V2,..., e.g. --grid nireq=1,2,4")
@@ -360,21 +358,21 @@ def _tune(args: argparse.Namespace) -> int:
         tuner.write_csv(args.csv, doc)
         print(f"vidprof: table written to {args.csv}", file=sys.stderr)
     if args.pushgateway:
-        from profiling.push import push_tune_results
+        from vidprof.profiling.push import push_tune_results
         push_tune_results(args.pushgateway, doc, args.pipeline_name)
     return 0
 
 
 def _report(args: argparse.Namespace) -> int:
-    from profiling.console import render_summary
-    from profiling.report import read_report
+    from vidprof.profiling.console import render_summary
+    from vidprof.profiling.report import read_report
 
     doc = read_report(args.report)
     if not args.html and not args.png:
         render_summary(doc)
         return 0
     try:
-        from profiling import html_report
+        from vidprof.profiling import html_report
     except ImportError as e:  # matplotlib is an optional extra
         raise UsageError(f"drawing a report needs matplotlib ({e.name} is missing); "
                          "install it with `pip install 'vidprof[report]'`") from e

@@ -6,11 +6,11 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pipeline.errors import UsageError
-from profiling.marks import STAGES
-from stages.inference import InferenceOptions
-from stages.postprocess import PostprocessOptions
-from stages.preprocess import PLACEMENTS, PreprocessOptions
+from vidprof.profiling.errors import UsageError
+from vidprof.profiling.marks import STAGES
+from vidprof.stages.inference import InferenceOptions
+from vidprof.stages.postprocess import PostprocessOptions
+from vidprof.stages.preprocess import PLACEMENTS, PreprocessOptions
 
 _DURATION = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)\s*(us|µs|ms|s)$")
 _UNITS = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0}

@@ -21,25 +21,24 @@ from typing import Any
 import numpy as np
 import openvino as ov
 from prometheus_client import CollectorRegistry
-
-from pipeline.config import RunConfig
-from pipeline.errors import RunError, runtime_detail
-from profiling.clock import Clock, MonotonicClock
-from profiling.marks import STAGES
-from profiling.metrics import PipelineMetrics
-from profiling.perf_counters import PerfCounterSampler
-from profiling.recorder import FrameSink, Recorder
-from profiling.stats import Stats
-from profiling.summary import RunInfo, Summary, busy_ratios
-from profiling.timeline import Timeline
-from samples import assets
-from stages import sources
-from stages.frame import Frame
-from stages.inference import InferenceStage, compile_model, resolved_nireq
-from stages.inject import Delay
-from stages.model_input import read_input_spec
-from stages.postprocess import Postprocess
-from stages.preprocess import FusedPreprocess, HostPreprocess, SeparatePreprocess, fuse_preprocessing
+from vidprof.pipeline.config import RunConfig
+from vidprof.profiling.clock import Clock, MonotonicClock
+from vidprof.profiling.errors import RunError, runtime_detail
+from vidprof.profiling.marks import STAGES
+from vidprof.profiling.metrics import PipelineMetrics
+from vidprof.profiling.perf_counters import PerfCounterSampler
+from vidprof.profiling.recorder import FrameSink, Recorder
+from vidprof.profiling.stats import Stats
+from vidprof.profiling.summary import RunInfo, Summary, busy_ratios
+from vidprof.profiling.timeline import Timeline
+from vidprof.samples import assets
+from vidprof.stages import sources
+from vidprof.stages.frame import Frame
+from vidprof.stages.inference import InferenceStage, compile_model, resolved_nireq
+from vidprof.stages.inject import Delay
+from vidprof.stages.model_input import read_input_spec
+from vidprof.stages.postprocess import Postprocess
+from vidprof.stages.preprocess import FusedPreprocess, HostPreprocess, SeparatePreprocess, fuse_preprocessing
 
 _END = object()  # end-of-stream marker, passed down every queue once
 MAX_CONSECUTIVE_FAILURES = 50

@@ -22,8 +22,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.accuracy import AGREEMENT_FLOOR, compare, load_outputs
-from pipeline.errors import RunError, UsageError, runtime_detail
+from vidprof.pipeline.accuracy import AGREEMENT_FLOOR, compare, load_outputs
+from vidprof.profiling.errors import RunError, UsageError, runtime_detail
 
 # grid key -> how it becomes `vidprof run` arguments
 BOOL_KEYS = {"zero_copy", "sync"}
@@ -116,11 +116,10 @@ def preflight(source: str | None, model: str | None, configs: Sequence[dict[str,
     """Check the source and the model once, and compile each distinct device setting once, before the
     sweep: a bad value is an error now, with the right culprit, not N configurations later."""
     import openvino as ov
-
-    from pipeline.runner import VIRTUAL_DEVICES
-    from samples import assets
-    from stages.inference import InferenceOptions
-    from stages.sources import open_source
+    from vidprof.pipeline.runner import VIRTUAL_DEVICES
+    from vidprof.samples import assets
+    from vidprof.stages.inference import InferenceOptions
+    from vidprof.stages.sources import open_source
 
     open_source(source or assets.sample_clip_path()).close()
     core = ov.Core()
@@ -250,7 +249,7 @@ def run_one(opts: TuneOptions, settings: dict[str, str], workdir: str, tag: str,
     """Run one configuration as `vidprof run`; returns (report, outputs path, error)."""
     report = os.path.join(workdir, f"{tag}.json")
     outputs = os.path.join(workdir, f"{tag}.npz") if keep_outputs else None
-    cmd = [sys.executable, "-m", "pipeline", "run", *opts.base_args, *run_args(settings),
+    cmd = [sys.executable, "-m", "vidprof.pipeline", "run", *opts.base_args, *run_args(settings),
            "--report", report, "--quiet", "--no-metrics", "--warmup", str(opts.warmup),
            "--model-only-seconds", str(opts.model_only_seconds)]
     if outputs:

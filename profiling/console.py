@@ -8,8 +8,7 @@ from typing import Any, TextIO
 
 from rich.console import Console
 from rich.table import Table
-
-from profiling.marks import STAGES
+from vidprof.profiling.marks import STAGES
 
 
 def _ms(seconds: float) -> str:

@@ -22,10 +22,9 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
-
-from pipeline.errors import RunError
-from profiling.marks import STAGES, WAITS
-from profiling.summary import SATURATED
+from vidprof.profiling.errors import RunError
+from vidprof.profiling.marks import STAGES, WAITS
+from vidprof.profiling.summary import SATURATED
 
 NAN = math.nan
 MIB = 1024 * 1024

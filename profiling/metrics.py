@@ -12,8 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
-
-from profiling.marks import STAGES, WAITS
+from vidprof.profiling.marks import STAGES, WAITS
 
 # Video stages live between ~50 µs (a passthrough postprocess) and seconds (a
 # first inference, a stalled camera): a 1-2-5 ladder over that range.

@@ -26,9 +26,8 @@ from typing import Any
 
 import openvino as ov
 from prometheus_client import CollectorRegistry, Counter, Histogram
-
-from profiling.metrics import LATENCY_BUCKETS
-from profiling.stats import Stats
+from vidprof.profiling.metrics import LATENCY_BUCKETS
+from vidprof.profiling.stats import Stats
 
 CONVERSION_TYPES = {"Reorder", "Convert"}
 TOP_N = 10

@@ -11,8 +11,8 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from profiling.marks import STAGES, WAITS, Marks
-from profiling.metrics import PipelineMetrics
+from vidprof.profiling.marks import STAGES, WAITS, Marks
+from vidprof.profiling.metrics import PipelineMetrics
 
 
 @dataclass

@@ -7,7 +7,7 @@ import os
 import tempfile
 from typing import Any
 
-from pipeline.errors import RunError
+from vidprof.profiling.errors import RunError
 
 REPORT_VERSION = 1
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from profiling.marks import STAGES, WAITS
-from profiling.recorder import Recorder
-from profiling.stats import Stats
+from vidprof.profiling.marks import STAGES, WAITS
+from vidprof.profiling.recorder import Recorder
+from vidprof.profiling.stats import Stats
 
 ADVICE = {
     "decode": "the model is not the limit; try a lighter codec or resolution, or more decode threads",

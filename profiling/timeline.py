@@ -8,9 +8,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
-
-from profiling.marks import STAGES, WAITS
-from profiling.recorder import Recorder
+from vidprof.profiling.marks import STAGES, WAITS
+from vidprof.profiling.recorder import Recorder
 
 
 def _pcts(values: Any, qs: tuple[int, ...]) -> dict[str, float] | None:

@@ -10,9 +10,8 @@ import os
 import tempfile
 
 import openvino as ov
-
-from samples.clip import write_clip
-from samples.model import DetectorSpec, build_detector
+from vidprof.samples.clip import write_clip
+from vidprof.samples.model import DetectorSpec, build_detector
 
 # Bump when the generators change, so stale caches are not reused.
 ASSET_VERSION = "1"

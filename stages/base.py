@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from stages.frame import Frame
+from vidprof.stages.frame import Frame
 
 
 class Stage(Protocol):

@@ -6,9 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
-from profiling.marks import Marks
-from profiling.recorder import Transfer
+from vidprof.profiling.marks import Marks
+from vidprof.profiling.recorder import Transfer
 
 
 @dataclass

@@ -13,11 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import openvino as ov
-
-from pipeline.errors import RunError, UsageError, runtime_detail
-from profiling.clock import Clock
-from profiling.perf_counters import PerfCounterSampler
-from stages.frame import Frame
+from vidprof.profiling.clock import Clock
+from vidprof.profiling.errors import RunError, UsageError, runtime_detail
+from vidprof.profiling.perf_counters import PerfCounterSampler
+from vidprof.stages.frame import Frame
 
 HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT", "cumulative_throughput": "CUMULATIVE_THROUGHPUT",
          "none": None}

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-
-from pipeline.errors import RunError, UsageError
-from stages.frame import Frame
+from vidprof.profiling.errors import RunError, UsageError
+from vidprof.stages.frame import Frame
 
 DECODERS = ("auto", "detection", "ssd", "classification", "passthrough")
 

@@ -18,10 +18,9 @@ import numpy as np
 import openvino as ov
 import openvino.opset13 as ops
 from openvino.preprocess import ColorFormat, InputInfo, PrePostProcessor, ResizeAlgorithm
-
-from pipeline.errors import RunError, UsageError, runtime_detail
-from stages.frame import Frame
-from stages.model_input import InputSpec
+from vidprof.profiling.errors import RunError, UsageError, runtime_detail
+from vidprof.stages.frame import Frame
+from vidprof.stages.model_input import InputSpec
 
 PLACEMENTS = ("separate", "fused", "host")
 

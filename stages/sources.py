@@ -16,8 +16,7 @@ from typing import Protocol
 
 import cv2
 import numpy as np
-
-from pipeline.errors import RunError, UsageError
+from vidprof.profiling.errors import RunError, UsageError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 URL_SCHEMES = ("rtsp://", "rtsps://", "udp://", "tcp://", "http://", "https://", "rtmp://")

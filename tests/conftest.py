@@ -12,9 +12,8 @@ from pathlib import Path
 import numpy as np
 import openvino as ov
 import pytest
-
-from samples.clip import write_clip
-from samples.model import DetectorSpec, build_classifier, build_detector, build_ssd
+from vidprof.samples.clip import write_clip
+from vidprof.samples.model import DetectorSpec, build_classifier, build_detector, build_ssd
 
 CLIP_FRAMES = 24
 CLIP_W, CLIP_H = 160, 120

@@ -15,14 +15,14 @@ import pytest
 
 pytest.importorskip("matplotlib")  # the optional `vidprof[report]` extra
 
-from profiling import html_report  # after the skip: it imports matplotlib
+from vidprof.profiling import html_report  # after the skip: it imports matplotlib
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def vidprof(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "vidprof.pipeline", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL)
 
 

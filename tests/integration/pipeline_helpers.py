@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from prometheus_client import CollectorRegistry
-
-from pipeline.config import RunConfig
-from pipeline.runner import Runner
+from vidprof.pipeline.config import RunConfig
+from vidprof.pipeline.runner import Runner
 
 
 def run_pipeline(**kw: Any) -> tuple[Runner, dict[str, Any], CollectorRegistry]:

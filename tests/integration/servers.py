@@ -145,8 +145,8 @@ class Harness:
         return proc
 
     def vidprof(self, name: str, args: Sequence[str]) -> Proc:
-        """``python -m pipeline run ARGS`` from the repository root."""
-        return self.start(name, [sys.executable, "-m", "pipeline", "run", *args], cwd=REPO)
+        """``python -m vidprof.pipeline run ARGS`` from the repository root."""
+        return self.start(name, [sys.executable, "-m", "vidprof.pipeline", "run", *args], cwd=REPO)
 
     def metrics_port(self, proc: Proc, timeout: float = 60.0) -> int:
         """The port a vidprof run started with --metrics-port 0 serves on, from its stderr line."""

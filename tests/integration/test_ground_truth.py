@@ -8,12 +8,12 @@ import time
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
+from vidprof.pipeline.config import Injection, RunConfig
+from vidprof.pipeline.runner import Runner
+from vidprof.profiling.marks import STAGES
+from vidprof.stages.inference import InferenceOptions
+from vidprof.stages.postprocess import PostprocessOptions
 
-from pipeline.config import Injection, RunConfig
-from pipeline.runner import Runner
-from profiling.marks import STAGES
-from stages.inference import InferenceOptions
-from stages.postprocess import PostprocessOptions
 from tests.integration.pipeline_helpers import run_pipeline, sample
 
 DELAY = 0.008

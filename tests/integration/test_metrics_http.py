@@ -8,10 +8,9 @@ import urllib.request
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
-
-from pipeline.config import RunConfig
-from pipeline.runner import Runner
-from profiling import exporter
+from vidprof.pipeline.config import RunConfig
+from vidprof.pipeline.runner import Runner
+from vidprof.profiling import exporter
 
 FAMILIES = {
     "vidprof_stage_latency_seconds", "vidprof_stage_queue_seconds", "vidprof_frame_latency_seconds",

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from vidprof.profiling.errors import RunError
+from vidprof.profiling.marks import STAGES
+from vidprof.stages.inference import InferenceOptions
+from vidprof.stages.preprocess import PreprocessOptions
 
-from pipeline.errors import RunError
-from profiling.marks import STAGES
-from stages.inference import InferenceOptions
-from stages.preprocess import PreprocessOptions
 from tests.conftest import CLIP_FRAMES, CLIP_H, CLIP_W
 from tests.integration.pipeline_helpers import run_pipeline, sample
 
@@ -73,9 +73,8 @@ def test_placements_produce_the_same_numbers(clip: str, detector: str, opts: Pre
     """host computes exactly resize -> colour -> (x - mean) / scale -> NCHW; separate matches it up to
     interpolation rounding; fused (the same steps inside the model) gives the model's same outputs."""
     import cv2
-
-    from stages.frame import Frame
-    from stages.sources import open_source
+    from vidprof.stages.frame import Frame
+    from vidprof.stages.sources import open_source
 
     img = open_source(clip).read()
     runners = {p: run_pipeline(source=clip, model=detector, preprocess=p, frames=1, preprocess_options=opts,
@@ -115,9 +114,8 @@ def test_a_model_with_two_inputs_is_refused(clip: str, two_input_model: str) -> 
 def test_callback_exceptions_are_failed_frames_not_hangs(clip: str, detector: str) -> None:
     """An exception raised inside the completion callback is counted and reported; the run ends."""
     from prometheus_client import CollectorRegistry
-
-    from pipeline.config import RunConfig
-    from pipeline.runner import Runner
+    from vidprof.pipeline.config import RunConfig
+    from vidprof.pipeline.runner import Runner
 
     runner = Runner(RunConfig(source=clip, model=detector, preprocess="host", pipeline_name="test"),
                     CollectorRegistry())

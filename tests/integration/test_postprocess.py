@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from vidprof.profiling.errors import RunError
+from vidprof.stages.frame import Frame
+from vidprof.stages.postprocess import Postprocess, PostprocessOptions, pick_decoder
 
-from pipeline.errors import RunError
-from stages.frame import Frame
-from stages.postprocess import Postprocess, PostprocessOptions, pick_decoder
 from tests.integration.pipeline_helpers import run_pipeline
 
 

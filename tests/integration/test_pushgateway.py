@@ -88,7 +88,7 @@ def test_metrics_textfile_is_a_parseable_exposition(procs: Harness) -> None:
 def test_tune_pushes_each_configuration_with_a_config_label(procs: Harness, pushgateway: str) -> None:
     report = procs.folder / "tune.json"
     proc = procs.start("vidprof-tune", [
-        sys.executable, "-m", "pipeline", "tune", *SYNTHETIC, "--frames", "20", "--grid", "nireq=1,2",
+        sys.executable, "-m", "vidprof.pipeline", "tune", *SYNTHETIC, "--frames", "20", "--grid", "nireq=1,2",
         "--model-only-seconds", "0.2", "--warmup", "1", "--quiet", "--report", str(report),
         "--pushgateway", pushgateway, "--pipeline-name", "it_tune"], cwd=REPO)
     code = proc.wait_exit(300)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 
 import pytest
+from vidprof.pipeline.config import Injection
+from vidprof.profiling.errors import RunError, UsageError
+from vidprof.stages.sources import open_source, parse_synthetic, source_kind
 
-from pipeline.config import Injection
-from pipeline.errors import RunError, UsageError
-from stages.sources import open_source, parse_synthetic, source_kind
 from tests.conftest import CLIP_FRAMES, CLIP_H, CLIP_W
 from tests.integration.pipeline_helpers import run_pipeline
 

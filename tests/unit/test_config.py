@@ -1,10 +1,9 @@
 import pytest
-
-from pipeline.config import Injection, RunConfig, parse_duration
-from pipeline.errors import UsageError
-from stages.inference import InferenceOptions
-from stages.postprocess import PostprocessOptions
-from stages.preprocess import PreprocessOptions
+from vidprof.pipeline.config import Injection, RunConfig, parse_duration
+from vidprof.profiling.errors import UsageError
+from vidprof.stages.inference import InferenceOptions
+from vidprof.stages.postprocess import PostprocessOptions
+from vidprof.stages.preprocess import PreprocessOptions
 
 
 def test_defaults_are_valid_and_frozen() -> None:

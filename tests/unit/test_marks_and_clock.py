@@ -1,5 +1,5 @@
-from profiling.clock import FakeClock
-from profiling.marks import Marks
+from vidprof.profiling.clock import FakeClock
+from vidprof.profiling.marks import Marks
 
 
 def make_marks() -> Marks:

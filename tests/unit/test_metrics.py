@@ -3,10 +3,10 @@
 import itertools
 
 from prometheus_client import CollectorRegistry
+from vidprof.profiling.marks import Marks
+from vidprof.profiling.metrics import LATENCY_BUCKETS, PipelineMetrics
+from vidprof.profiling.recorder import Recorder, Transfer
 
-from profiling.marks import Marks
-from profiling.metrics import LATENCY_BUCKETS, PipelineMetrics
-from profiling.recorder import Recorder, Transfer
 from tests.unit.test_marks_and_clock import make_marks
 
 LABELS = {"pipeline": "p", "stream": "0"}

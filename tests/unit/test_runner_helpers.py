@@ -1,6 +1,5 @@
 import pytest
-
-from pipeline.runner import cache_state, default_pipeline_name
+from vidprof.pipeline.runner import cache_state, default_pipeline_name
 
 
 @pytest.mark.parametrize("cache_dir, before, after, state", [

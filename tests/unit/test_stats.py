@@ -1,6 +1,5 @@
 import pytest
-
-from profiling.stats import Stats
+from vidprof.profiling.stats import Stats
 
 
 def test_percentiles_of_known_values() -> None:

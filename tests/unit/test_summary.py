@@ -1,7 +1,7 @@
 import pytest
+from vidprof.profiling.recorder import Recorder, Transfer
+from vidprof.profiling.summary import RunInfo, Summary, bottleneck, busy_ratios
 
-from profiling.recorder import Recorder, Transfer
-from profiling.summary import RunInfo, Summary, bottleneck, busy_ratios
 from tests.unit.test_marks_and_clock import make_marks
 
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from pipeline.accuracy import compare, matched_boxes
-from pipeline.errors import UsageError
-from pipeline.tuner import configurations, pareto, parse_grid, parse_settings, recommend, run_args
+from vidprof.pipeline.accuracy import compare, matched_boxes
+from vidprof.pipeline.tuner import configurations, pareto, parse_grid, parse_settings, recommend, run_args
+from vidprof.profiling.errors import UsageError
 
 
 def test_grid_is_the_cartesian_product() -> None:
