@@ -28,19 +28,19 @@ from collections.abc import Callable
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
 
 from prometheus_client import CollectorRegistry, generate_latest
+
+from bench._common import base_parser, fmt, log, machine_note, median, result_line, run_interleaved
 from vidprof.pipeline.config import RunConfig
 from vidprof.pipeline.runner import Runner
 from vidprof.profiling.marks import Marks
 from vidprof.profiling.metrics import PipelineMetrics
 from vidprof.profiling.recorder import FrameSink, NullRecorder, Recorder, Transfer
 
-from bench._common import base_parser, fmt, log, machine_note, median, result_line, run_interleaved
-
 SOURCE = "synthetic:300x300@30"
 
 
 def pipeline(frames: int, instrumented: bool) -> float:
-    cfg = RunConfig(source=SOURCE, frames=frames, preprocess="host", pipeline_name="bench")
+    cfg = RunConfig(sources=(SOURCE,), frames=frames, preprocess="host", pipeline_name="bench")
     if instrumented:
         runner = Runner(cfg, registry=CollectorRegistry())
         counter: Recorder | NullRecorder = runner.recorder

@@ -51,9 +51,8 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
 
-from vidprof.samples import assets
-
 from bench._common import REPO_ROOT, base_parser, fmt, log, machine_note, median, result_line, run_interleaved
+from vidprof.samples import assets
 
 SIZE = 300  # the sample model's input side; the synthetic source matches it
 
@@ -81,6 +80,7 @@ def fused_model(folder: str) -> str:
     """The sample model with vidprof's fused preprocessing built in, saved as IR: exactly the graph vidprof
     compiles for ``--preprocess fused`` on a SIZE x SIZE source, so benchmark_app can run the same graph."""
     import openvino as ov
+
     from vidprof.stages.model_input import read_input_spec
     from vidprof.stages.preprocess import PreprocessOptions, fuse_preprocessing
 

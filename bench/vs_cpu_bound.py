@@ -41,6 +41,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 import openvino as ov
 from prometheus_client import CollectorRegistry
+
+from bench._common import base_parser, fmt, log, machine_note, median, ordered, result_line, run_interleaved
 from vidprof.pipeline.config import RunConfig
 from vidprof.pipeline.runner import Runner
 from vidprof.profiling.clock import MonotonicClock
@@ -57,8 +59,6 @@ from vidprof.stages.preprocess import (
     SeparatePreprocess,
     fuse_preprocessing,
 )
-
-from bench._common import base_parser, fmt, log, machine_note, median, ordered, result_line, run_interleaved
 
 PLACEMENTS = ("separate", "host", "fused")
 HELD_FRAMES = 16  # decoded frames kept for the preprocess measurements (a 720p frame is 2.7 MB)
@@ -172,7 +172,7 @@ class PipelineRun:
 
 
 def pipeline(placement: str, clip: str, frames: int) -> PipelineRun:
-    cfg = RunConfig(source=clip, frames=frames, loop=True, preprocess=placement, pipeline_name="bench")
+    cfg = RunConfig(sources=(clip,), frames=frames, loop=True, preprocess=placement, pipeline_name="bench")
     runner = Runner(cfg, registry=CollectorRegistry())
     runner.prepare()
     c0 = time.process_time()

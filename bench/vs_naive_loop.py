@@ -27,6 +27,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 import openvino as ov
 from prometheus_client import CollectorRegistry
+
+from bench._common import base_parser, fmt, log, machine_note, median, result_line, run_interleaved
 from vidprof.pipeline.config import RunConfig
 from vidprof.pipeline.runner import Runner
 from vidprof.samples import assets
@@ -43,11 +45,9 @@ from vidprof.stages.preprocess import (
     fuse_preprocessing,
 )
 
-from bench._common import base_parser, fmt, log, machine_note, median, result_line, run_interleaved
-
 
 def vidprof(clip: str, frames: int, placement: str) -> float:
-    runner = Runner(RunConfig(source=clip, frames=frames, loop=True, preprocess=placement, pipeline_name="bench"),
+    runner = Runner(RunConfig(sources=(clip,), frames=frames, loop=True, preprocess=placement, pipeline_name="bench"),
                     registry=CollectorRegistry())
     runner.run()
     s = runner.summary().report

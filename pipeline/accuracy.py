@@ -19,6 +19,8 @@ def load_outputs(path: str) -> Outputs:
     out: dict[int, tuple[dict[int, np.ndarray], np.ndarray | None]] = {}
     with np.load(path) as z:
         for key in z.files:
+            if not key.startswith("f"):
+                continue  # another stream's frames (s1f0_o0, ...): comparisons use the first stream
             frame_part, kind = key.split("_", 1)
             index = int(frame_part[1:])
             outputs, _ = out.setdefault(index, ({}, None))

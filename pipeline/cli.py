@@ -46,13 +46,21 @@ def _seconds(text: str) -> float:
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     src = p.add_argument_group("source")
-    src.add_argument("--source", help="video file, camera index or /dev/videoN, rtsp:// udp:// http:// URL, image "
-                     "folder or glob, or synthetic:WxH@FPS (default: the embedded 720p sample clip)")
-    src.add_argument("--frames", type=int, help="stop after N frames")
-    src.add_argument("--duration", type=_seconds, help="stop after this many seconds")
+    src.add_argument("--source", action="append", default=[],
+                     help="video file, camera index or /dev/videoN, rtsp:// udp:// http:// URL, image folder or glob, "
+                     "or synthetic:WxH@FPS (default: the embedded 720p sample clip); repeat for several streams "
+                     "through one model")
+    src.add_argument("--copies", type=int, default=1,
+                     help="repeat the source(s) as N independent streams, each with its own decoder (default 1)")
+    src.add_argument("--stream", action="append", default=[], metavar="NAME",
+                     help="the stream label of each stream, in order (repeatable; default 0, 1, ...)")
+    src.add_argument("--frames", type=int, help="stop each stream after N frames")
+    src.add_argument("--duration", type=_seconds, help="stop capturing after this many seconds")
     src.add_argument("--loop", action="store_true", help="restart a file or image folder at its end")
     src.add_argument("--realtime", action="store_true",
                      help="pace a file or synthetic source at its FPS, like a camera (drops frames when behind)")
+    src.add_argument("--realtime-fps", type=float, metavar="FPS",
+                     help="pace files and synthetic sources at this FPS instead of their own (implies --realtime)")
     mod = p.add_argument_group("model and inference")
     mod.add_argument("--model", help="OpenVINO IR .xml, ONNX, TFLite, ... (default: the embedded sample detector)")
     mod.add_argument("--device", default="CPU", help="CPU (default), GPU, NPU, AUTO, ...")
@@ -95,7 +103,6 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     prof.add_argument("--metrics-textfile", metavar="PATH",
                       help="write the final metrics here for node_exporter's textfile collector (*.prom)")
     prof.add_argument("--pipeline-name", help="the pipeline label on every series (default: from the source)")
-    prof.add_argument("--stream", default="0", help="the stream label (default 0)")
     prof.add_argument("--queue-size", type=int, default=4, help="frames each queue between stages holds (default 4)")
     prof.add_argument("--warmup", type=int, default=0,
                       help="inference rounds per request on a blank frame before measuring (default 0: the "
@@ -162,7 +169,8 @@ def config_from_args(a: argparse.Namespace, metrics_port: int | None) -> RunConf
     from vidprof.stages.preprocess import PreprocessOptions
 
     return RunConfig(
-        source=a.source, model=a.model, frames=a.frames, duration=a.duration, loop=a.loop, realtime=a.realtime,
+        sources=tuple(a.source), model=a.model, frames=a.frames, duration=a.duration, loop=a.loop,
+        realtime=a.realtime or a.realtime_fps is not None, realtime_fps=a.realtime_fps, copies=a.copies,
         preprocess=a.preprocess,
         preprocess_options=PreprocessOptions(a.model_color, a.mean, a.scale),
         inference=InferenceOptions(a.device, a.hint, a.streams, a.nireq, a.infer_precision, a.cache_dir, a.sync,
@@ -170,7 +178,7 @@ def config_from_args(a: argparse.Namespace, metrics_port: int | None) -> RunConf
         postprocess=PostprocessOptions(a.postprocess, a.threshold, a.iou, a.top_k),
         inject=tuple(Injection.parse(x) for x in a.inject),
         metrics_host=a.metrics_host, metrics_port=metrics_port, report=a.report,
-        pipeline_name=a.pipeline_name, stream=a.stream, queue_size=a.queue_size,
+        pipeline_name=a.pipeline_name, stream_names=tuple(a.stream), queue_size=a.queue_size,
         warmup=a.warmup, keep_outputs=bool(a.dump_outputs),
     )
 
@@ -211,6 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
+
     from vidprof.pipeline.runner import Runner
     from vidprof.profiling import exporter, report
     from vidprof.profiling.console import ProgressLine, render_summary
@@ -271,10 +280,10 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         if progress is not None:
             progress.finish()
-        if server is not None and (error is not None or not runner._prepared):
+        if server is not None and (error is not None or not runner.prepared):
             server.close()
             server = None
-    if error is not None and not runner._prepared:
+    if error is not None and not runner.prepared:
         raise error  # nothing was measured yet: just the error
     summary = runner.summary()
     summary.report["model_only_fps"] = model_only
@@ -310,6 +319,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _tune(args: argparse.Namespace) -> int:
     from rich.progress import Progress
+
     from vidprof.pipeline import tuner
     from vidprof.profiling import report
     from vidprof.profiling.console import render_tune
@@ -386,15 +396,18 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def dump_outputs(path: str, kept: dict) -> None:
-    """One npz: f{index}_o{k} for each raw output, f{index}_r for the decoded result when it is an array."""
+    """One npz: f{index}_o{k} for each raw output, f{index}_r for the decoded result when it is an array;
+    streams after the first are prefixed s{stream}. (``vidprof tune`` compares stream 0.)"""
     import numpy as np
 
     arrays = {}
-    for index, (outputs, result) in kept.items():
-        for k, out in enumerate(outputs):
-            arrays[f"f{index}_o{k}"] = out
-        if isinstance(result, np.ndarray):
-            arrays[f"f{index}_r"] = result
+    for stream, frames in kept.items():
+        prefix = f"s{stream}" if stream else ""
+        for index, (outputs, result) in frames.items():
+            for k, out in enumerate(outputs):
+                arrays[f"{prefix}f{index}_o{k}"] = out
+            if isinstance(result, np.ndarray):
+                arrays[f"{prefix}f{index}_r"] = result
     try:
         np.savez_compressed(path, **arrays)
     except OSError as e:

@@ -56,13 +56,27 @@ class Injection:
 
 
 @dataclass(frozen=True)
+class StreamSpec:
+    """One stream of a run: its label and the source it reads (None: the embedded sample clip)."""
+
+    index: int
+    label: str
+    source: str | None
+
+
+MAX_STREAMS = 256  # the stream label's cardinality bound: each stream is a label value on every series
+
+
+@dataclass(frozen=True)
 class RunConfig:
-    source: str | None = None  # None: the embedded sample clip
+    sources: tuple[str, ...] = ()  # empty: the embedded sample clip
     model: str | None = None  # None: the embedded sample model
-    frames: int | None = None
+    frames: int | None = None  # per stream
     duration: float | None = None
     loop: bool = False
     realtime: bool = False
+    realtime_fps: float | None = None  # pace non-live sources at this FPS instead of their own (implies realtime)
+    copies: int = 1  # the sources repeated as this many independent streams each
     preprocess: str = "separate"
     preprocess_options: PreprocessOptions = field(default_factory=PreprocessOptions)
     inference: InferenceOptions = field(default_factory=InferenceOptions)
@@ -71,8 +85,8 @@ class RunConfig:
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = None  # None: no HTTP server; 0: any free port
     report: str | None = None
-    pipeline_name: str | None = None  # None: derived from the source
-    stream: str = "0"
+    pipeline_name: str | None = None  # None: derived from the first source
+    stream_names: tuple[str, ...] = ()  # labels in stream order; the rest are numbered 0, 1, ...
     queue_size: int = 4
     warmup: int = 0  # inference rounds per request on a blank frame before the clock starts
     keep_outputs: bool = False  # keep every frame's raw outputs and results (accuracy comparison)
@@ -90,12 +104,39 @@ class RunConfig:
             raise UsageError(f"--warmup {self.warmup}: expected 0 or more rounds")
         if self.queue_size < 1:
             raise UsageError(f"--queue-size {self.queue_size}: expected at least 1")
-        for what, value in (("--pipeline-name", self.pipeline_name), ("--stream", self.stream)):
+        if self.realtime_fps is not None and not self.realtime_fps > 0:
+            raise UsageError(f"--realtime-fps {self.realtime_fps}: expected a positive frame rate, e.g. 30")
+        if self.copies < 1:
+            raise UsageError(f"--copies {self.copies}: expected at least 1 copy of each source")
+        if any(not s for s in self.sources):
+            raise UsageError("--source '': expected a video file, camera, URL, image folder or synthetic:WxH@FPS; "
+                             "leave --source out for the embedded sample clip")
+        n = max(1, len(self.sources)) * self.copies
+        if n > MAX_STREAMS:
+            raise UsageError(f"{n} streams ({max(1, len(self.sources))} sources x --copies {self.copies}): expected "
+                             f"at most {MAX_STREAMS}; run several vidprof processes for more")
+        if len(self.stream_names) > n:
+            raise UsageError(f"--stream given {len(self.stream_names)} times for {n} streams; give at most one "
+                             "name per stream, in the order of the streams")
+        for what, value in (("--pipeline-name", self.pipeline_name), *(("--stream", v) for v in self.stream_names)):
             if value is not None and not _LABEL.match(value):
                 raise UsageError(f"{what} {value!r}: expected 1-64 characters of letters, digits, _ . : -")
+        labels = [s.label for s in self.streams()]
+        if len(set(labels)) != len(labels):
+            dup = next(x for x in labels if labels.count(x) > 1)
+            raise UsageError(f"--stream: two streams are named {dup!r}; expected a distinct name per stream")
         stages = [i.stage for i in self.inject]
         if len(set(stages)) != len(stages):
             raise UsageError(f"--inject names a stage twice ({', '.join(stages)}); give each stage one delay")
+
+    def streams(self) -> list[StreamSpec]:
+        """The run's streams in order: the sources as given, the whole list repeated ``copies`` times."""
+        specs: tuple[str | None, ...] = self.sources or (None,)
+        out = []
+        for i, src in enumerate(specs * self.copies):
+            label = self.stream_names[i] if i < len(self.stream_names) else str(i)
+            out.append(StreamSpec(i, label, src))
+        return out
 
     def injection(self, stage: str) -> Injection | None:
         return next((i for i in self.inject if i.stage == stage), None)
@@ -103,4 +144,6 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["inject"] = [i.describe() for i in self.inject]
+        d["sources"] = list(self.sources)
+        d["stream_names"] = list(self.stream_names)
         return d

@@ -116,7 +116,8 @@ def preflight(source: str | None, model: str | None, configs: Sequence[dict[str,
     """Check the source and the model once, and compile each distinct device setting once, before the
     sweep: a bad value is an error now, with the right culprit, not N configurations later."""
     import openvino as ov
-    from vidprof.pipeline.runner import VIRTUAL_DEVICES
+
+    from vidprof.pipeline.build import VIRTUAL_DEVICES
     from vidprof.samples import assets
     from vidprof.stages.inference import InferenceOptions
     from vidprof.stages.sources import open_source

@@ -8,6 +8,7 @@ from typing import Any, TextIO
 
 from rich.console import Console
 from rich.table import Table
+
 from vidprof.profiling.marks import STAGES
 
 
@@ -60,10 +61,30 @@ def summary_table(report: dict[str, Any]) -> Table:
     return t
 
 
+def streams_table(report: dict[str, Any]) -> Table:
+    """One row per stream: what each stream got out of the shared model."""
+    t = Table(title="per stream (latency in ms)", title_justify="left")
+    for col in ("stream", "source", "done", "dropped", "failed", "FPS", "e2e p50", "e2e p99", "bottleneck"):
+        t.add_column(col, justify="left" if col in ("stream", "source", "bottleneck") else "right")
+    for label, st in report["streams"].items():
+        f = st["frames"]
+        t.add_row(label, st["source"], str(f["completed"]), str(f["dropped"]), str(f["failed"]), f"{st['fps']:.1f}",
+                  _ms(st["e2e"]["p50"]), _ms(st["e2e"]["p99"]),
+                  st["bottleneck"]["stage"] + (" (fault)" if st.get("fault") else ""),
+                  style="red" if st.get("fault") else None)
+    return t
+
+
 def render_summary(report: dict[str, Any], console: Console | None = None) -> None:
     # A pipe or file gets a fixed width so the table is never folded at 80 columns.
     console = console or Console(highlight=False, width=None if sys.stdout.isatty() else 120)
     console.print(summary_table(report))
+    streams = report.get("streams") or {}
+    if len(streams) > 1:
+        console.print(streams_table(report))
+        spread = report["stream_fps"]
+        console.print(f"{len(streams)} streams through one model: per-stream FPS {spread['min']:.1f} to "
+                      f"{spread['max']:.1f} (slowest/fastest {spread['ratio']:.2f})")
     f = report["frames"]
     console.print(f"frames: {f['completed']} completed, {f['dropped']} dropped, {f['failed']} failed "
                   f"in {report['wall_seconds']:.2f} s  ->  [bold]{report['fps']:.1f} FPS[/bold]")

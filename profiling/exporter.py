@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, start_http_server
+
 from vidprof.profiling.errors import RunError
 
 

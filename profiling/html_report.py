@@ -22,6 +22,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+
 from vidprof.profiling.errors import RunError
 from vidprof.profiling.marks import STAGES, WAITS
 from vidprof.profiling.summary import SATURATED

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
 from vidprof.profiling.marks import STAGES, WAITS
 
 # Video stages live between ~50 µs (a passthrough postprocess) and seconds (a
@@ -30,86 +31,110 @@ QUEUES: tuple[str, ...] = ("preprocess", "inference", "postprocess")
 CACHE_STATES: tuple[str, ...] = ("off", "miss", "hit")
 
 
-class PipelineMetrics:
-    """The metric families of one pipeline, registered on a registry passed in."""
+class MetricFamilies:
+    """Every family, created once per registry; streams and the pipeline take label children from it."""
 
-    def __init__(self, registry: CollectorRegistry, pipeline: str, stream: str) -> None:
-        ids = {"pipeline": pipeline, "stream": stream}
-        base = ["pipeline", "stream"]
+    def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
-
-        stage_latency = Histogram(
+        stream = ["pipeline", "stream"]
+        pipe = ["pipeline"]
+        # Per stream: what each stream's frames go through.
+        self.stage_latency = Histogram(
             "vidprof_stage_latency_seconds", "Time a frame spends in a stage.",
-            [*base, "stage"], registry=registry, buckets=LATENCY_BUCKETS,
+            [*stream, "stage"], registry=registry, buckets=LATENCY_BUCKETS,
         )
-        stage_queue = Histogram(
+        self.stage_queue = Histogram(
             "vidprof_stage_queue_seconds",
             "Time a frame waits before a stage (stage=infer_wait: waiting for a free infer request).",
-            [*base, "stage"], registry=registry, buckets=LATENCY_BUCKETS,
+            [*stream, "stage"], registry=registry, buckets=LATENCY_BUCKETS,
         )
-        frame_latency = Histogram(
+        self.frame_latency = Histogram(
             "vidprof_frame_latency_seconds", "End-to-end latency: decode start to postprocess end.",
-            base, registry=registry, buckets=LATENCY_BUCKETS,
+            stream, registry=registry, buckets=LATENCY_BUCKETS,
         )
-        frames = Counter("vidprof_frames", "Frames by outcome.", [*base, "outcome"], registry=registry)
-        transfer_seconds = Histogram(
+        self.frames = Counter("vidprof_frames", "Frames by outcome.", [*stream, "outcome"], registry=registry)
+        self.transfer_seconds = Histogram(
             "vidprof_transfer_seconds", "Host time copying tensors to or from the device, per frame.",
-            [*base, "direction"], registry=registry, buckets=LATENCY_BUCKETS,
+            [*stream, "direction"], registry=registry, buckets=LATENCY_BUCKETS,
         )
-        transfer_bytes = Counter(
+        self.transfer_bytes = Counter(
             "vidprof_transfer_bytes", "Bytes of tensors handed to or read from the device.",
-            [*base, "direction"], registry=registry,
+            [*stream, "direction"], registry=registry,
         )
-        self.fps = Gauge(
-            "vidprof_fps", "Completed frames per second over the last window.", base, registry=registry,
-        ).labels(**ids)
-        self.infer_requests_busy = Gauge(
-            "vidprof_infer_requests_busy", "Infer requests running now.", base, registry=registry,
-        ).labels(**ids)
-        self.infer_requests = Gauge(
-            "vidprof_infer_requests", "Infer requests available.", base, registry=registry,
-        ).labels(**ids)
-        self._queue_depth = Gauge(
-            "vidprof_queue_depth", "Frames waiting in the queue before a stage.", [*base, "queue"], registry=registry,
-        )
-        startup = Gauge("vidprof_startup_seconds", "Start-up cost by phase.", [*base, "phase"], registry=registry)
-        busy = Gauge(
+        self.fps = Gauge("vidprof_fps", "Completed frames per second over the last window.", stream,
+                         registry=registry)
+        self.queue_depth = Gauge("vidprof_queue_depth", "Frames waiting in the queue before a stage.",
+                                 [*stream, "queue"], registry=registry)
+        self.busy = Gauge(
             "vidprof_stage_busy_ratio",
-            "Share of wall time a stage was busy (inference: busy requests / requests).",
-            [*base, "stage"], registry=registry,
+            "Share of wall time a stage was busy (inference: this stream's busy requests / requests).",
+            [*stream, "stage"], registry=registry,
         )
-        self._cache = Gauge("vidprof_model_cache_state",
-                            "1 for the model cache outcome of this run: off, miss (compiled and cached) or hit.",
-                            [*base, "state"], registry=registry)
-        memory = Gauge("vidprof_memory_bytes", "Resident memory after compile and at its peak.",
-                       [*base, "kind"], registry=registry)
-        self.memory = {k: memory.labels(**ids, kind=k) for k in ("after_compile_rss", "peak_rss")}
-        self.info = Info(
-            "vidprof_pipeline", "The settings that shaped this run.", base, registry=registry,
-        ).labels(**ids)
+        self.stream_info = Info("vidprof_stream", "What each stream reads.", stream, registry=registry)
+        # Pipeline-wide: one compiled model and one set of infer requests serve every stream.
+        self.infer_requests_busy = Gauge("vidprof_infer_requests_busy", "Infer requests running now.", pipe,
+                                         registry=registry)
+        self.infer_requests = Gauge("vidprof_infer_requests", "Infer requests available.", pipe, registry=registry)
+        self.startup = Gauge("vidprof_startup_seconds", "Start-up cost by phase.", [*pipe, "phase"],
+                             registry=registry)
+        self.cache = Gauge("vidprof_model_cache_state",
+                           "1 for the model cache outcome of this run: off, miss (compiled and cached) or hit.",
+                           [*pipe, "state"], registry=registry)
+        self.memory = Gauge("vidprof_memory_bytes", "Resident memory after compile and at its peak.",
+                            [*pipe, "kind"], registry=registry)
+        self.info = Info("vidprof_pipeline", "The settings that shaped this run.", pipe, registry=registry)
 
-        self.stage_latency = {s: stage_latency.labels(**ids, stage=s) for s in STAGES}
-        self.stage_queue = {w: stage_queue.labels(**ids, stage=w) for w in WAITS}
-        self.frame_latency = frame_latency.labels(**ids)
-        self.frames = {o: frames.labels(**ids, outcome=o) for o in OUTCOMES}
-        self.transfer_seconds = {d: transfer_seconds.labels(**ids, direction=d) for d in DIRECTIONS}
-        self.transfer_bytes = {d: transfer_bytes.labels(**ids, direction=d) for d in DIRECTIONS}
-        self.startup = {p: startup.labels(**ids, phase=p) for p in PHASES}
-        self.busy_ratio = {s: busy.labels(**ids, stage=s) for s in STAGES}
+
+class StreamMetrics:
+    """One stream's label children, resolved once: the recorder's hot path only observes."""
+
+    def __init__(self, families: MetricFamilies, pipeline: str, stream: str) -> None:
+        f = families
+        ids = {"pipeline": pipeline, "stream": stream}
+        self.stage_latency = {s: f.stage_latency.labels(**ids, stage=s) for s in STAGES}
+        self.stage_queue = {w: f.stage_queue.labels(**ids, stage=w) for w in WAITS}
+        self.frame_latency = f.frame_latency.labels(**ids)
+        self.frames = {o: f.frames.labels(**ids, outcome=o) for o in OUTCOMES}
+        self.transfer_seconds = {d: f.transfer_seconds.labels(**ids, direction=d) for d in DIRECTIONS}
+        self.transfer_bytes = {d: f.transfer_bytes.labels(**ids, direction=d) for d in DIRECTIONS}
+        self.fps = f.fps.labels(**ids)
+        self.busy_ratio = {s: f.busy.labels(**ids, stage=s) for s in STAGES}
+        self._families = f
         self._ids = ids
         # Touch every child so each family is exported with zeros from the first scrape.
         for o in OUTCOMES:
             self.frames[o].inc(0)
 
-    def set_cache_state(self, state: str) -> None:
-        if state not in CACHE_STATES:
-            raise ValueError(f"unknown cache state {state!r}; expected one of {CACHE_STATES}")
-        for s in CACHE_STATES:
-            self._cache.labels(**self._ids, state=s).set(1.0 if s == state else 0.0)
+    def describe(self, kind: str, width: int, height: int) -> None:
+        self._families.stream_info.labels(**self._ids).info({"kind": kind, "width": str(width),
+                                                               "height": str(height)})
 
     def watch_queues(self, depths: Mapping[str, Callable[[], int]]) -> None:
         """Read queue depths at scrape time: nothing to update on the hot path."""
         for name, fn in depths.items():
             if name not in QUEUES:
                 raise ValueError(f"unknown queue {name!r}; expected one of {QUEUES}")
-            self._queue_depth.labels(**self._ids, queue=name).set_function(fn)
+            self._families.queue_depth.labels(**self._ids, queue=name).set_function(fn)
+
+
+class PipelineMetrics:
+    """The pipeline-wide children: requests, start-up, cache, memory and settings."""
+
+    def __init__(self, families: MetricFamilies, pipeline: str) -> None:
+        f = families
+        ids = {"pipeline": pipeline}
+        self.registry = f.registry
+        self.labels = ids
+        self.infer_requests_busy = f.infer_requests_busy.labels(**ids)
+        self.infer_requests = f.infer_requests.labels(**ids)
+        self.startup = {p: f.startup.labels(**ids, phase=p) for p in PHASES}
+        self.memory = {k: f.memory.labels(**ids, kind=k) for k in ("after_compile_rss", "peak_rss")}
+        self.info = f.info.labels(**ids)
+        self._cache = f.cache
+        self._ids = ids
+
+    def set_cache_state(self, state: str) -> None:
+        if state not in CACHE_STATES:
+            raise ValueError(f"unknown cache state {state!r}; expected one of {CACHE_STATES}")
+        for s in CACHE_STATES:
+            self._cache.labels(**self._ids, state=s).set(1.0 if s == state else 0.0)

@@ -26,6 +26,7 @@ from typing import Any
 
 import openvino as ov
 from prometheus_client import CollectorRegistry, Counter, Histogram
+
 from vidprof.profiling.metrics import LATENCY_BUCKETS
 from vidprof.profiling.stats import Stats
 

@@ -6,6 +6,7 @@ import sys
 import threading
 
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway, write_to_textfile
+
 from vidprof.profiling.errors import RunError
 
 

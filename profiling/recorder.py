@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import threading
 from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from vidprof.profiling.marks import STAGES, WAITS, Marks
-from vidprof.profiling.metrics import PipelineMetrics
+from vidprof.profiling.metrics import StreamMetrics
 
 
 @dataclass
@@ -49,7 +50,7 @@ class Samples:
 class Recorder:
     """Keeps every frame's figures and feeds the Prometheus metrics."""
 
-    def __init__(self, metrics: PipelineMetrics | None) -> None:
+    def __init__(self, metrics: StreamMetrics | None) -> None:
         self._m = metrics
         self.samples = Samples()
         self.completed = 0
@@ -62,6 +63,36 @@ class Recorder:
         # Stage time of frames dropped on the way: work done, so it counts as busy.
         self.dropped_busy_seconds: dict[str, float] = {s: 0.0 for s in STAGES}
         self._drop_lock = threading.Lock()
+
+    @property
+    def metrics(self) -> StreamMetrics | None:
+        return self._m
+
+    @classmethod
+    def merge(cls, recorders: Sequence[Recorder], samples: bool = True) -> Recorder:
+        """One recorder holding the figures of several (the streams of a run), for the aggregate summary.
+
+        ``samples=False`` adds up the counters and busy time only: cheap enough for a per-second row."""
+        out = cls(None)
+        for r in recorders:
+            out.completed += r.completed
+            out.failed += r.failed
+            out.dropped += r.dropped
+            out.h2d_bytes += r.h2d_bytes
+            out.d2h_bytes += r.d2h_bytes
+            out.first_error = out.first_error or r.first_error
+            for st in STAGES:
+                out.busy_seconds[st] += r.busy_seconds[st]
+                out.dropped_busy_seconds[st] += r.dropped_busy_seconds[st]
+            if samples:
+                o, s = out.samples, r.samples
+                for st in STAGES:
+                    o.stages[st].extend(s.stages[st])
+                for w in WAITS:
+                    o.waits[w].extend(s.waits[w])
+                for name in ("e2e", "unaccounted", "h2d_seconds", "d2h_seconds"):
+                    getattr(o, name).extend(getattr(s, name))
+        return out
 
     def frame_done(self, marks: Marks, transfer: Transfer, failed: bool, error: str | None = None) -> None:
         s = self.samples

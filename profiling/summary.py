@@ -6,6 +6,7 @@ Measuring only: rendering (console table, JSON file) lives in ``profiling.consol
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,14 +38,17 @@ class RunInfo:
     interrupted: bool = False
 
 
-def busy_ratios(recorder: Recorder, wall_seconds: float, nireq: int) -> dict[str, float]:
-    """Busy time over wall time; inference counts busy requests over available ones."""
+def busy_ratios(recorder: Recorder, wall_seconds: float, nireq: int, workers: int = 1) -> dict[str, float]:
+    """Busy time over wall time; inference counts busy requests over available ones.
+
+    ``workers``: how many streams the recorder's figures add up (each has its own decode, preprocess and
+    postprocess thread, so those are averaged over the streams; the infer requests are shared)."""
     if wall_seconds <= 0:
         return {s: 0.0 for s in STAGES}
     out = {}
     for s in STAGES:
         busy = recorder.busy_seconds[s] + recorder.dropped_busy_seconds[s]
-        out[s] = busy / wall_seconds / (nireq if s == "inference" else 1)
+        out[s] = busy / wall_seconds / (nireq if s == "inference" else workers)
     return out
 
 
@@ -82,15 +86,59 @@ def attribution(recorder: Recorder, perf: dict[str, Any] | None) -> dict[str, fl
     return {"preprocess": pre + moved, "inference": inf - moved, "moved_from_inference": moved}
 
 
+@dataclass(frozen=True)
+class StreamInfo:
+    """What the runner knows of one stream beyond its recorder."""
+
+    label: str
+    source: str
+    kind: str
+    frames_read: int
+    fault: str | None
+    recorder: Recorder
+    seconds: float  # from the run's start to this stream's end: a stream that ends early is not diluted
+
+
+def _live(kind: str | None) -> bool:
+    return kind in ("camera", "url")
+
+
+def stream_report(st: StreamInfo, wall: float, nireq: int, hint: str | None) -> dict[str, Any]:
+    """One stream's figures: the same keys as the aggregate's, for one stream."""
+    r, s = st.recorder, st.recorder.samples
+    busy = busy_ratios(r, st.seconds or wall, nireq)
+    return {
+        "source": st.source,
+        "kind": st.kind,
+        "frames": {"completed": r.completed, "dropped": r.dropped, "failed": r.failed, "read": st.frames_read},
+        "seconds": st.seconds,
+        "fps": r.completed / st.seconds if st.seconds > 0 else 0.0,
+        "stages": {stage: Stats.of(s.stages[stage]).to_dict() for stage in STAGES},
+        "waits": {w: Stats.of(s.waits[w]).to_dict() for w in WAITS},
+        "e2e": Stats.of(s.e2e).to_dict(),
+        "busy": busy,
+        "bottleneck": bottleneck(busy, _live(st.kind), hint),
+        "fault": st.fault,
+        "first_error": r.first_error,
+    }
+
+
 @dataclass
 class Summary:
     report: dict[str, Any]
 
     @classmethod
-    def build(cls, recorder: Recorder, info: RunInfo, perf_counters: dict[str, Any] | None = None) -> Summary:
+    def build(cls, recorders: Sequence[Recorder], info: RunInfo, perf_counters: dict[str, Any] | None = None,
+              streams: Sequence[StreamInfo] = ()) -> Summary:
+        """The aggregate of every stream at the top level (today's keys), and each stream under ``streams``."""
+        recorder = recorders[0] if len(recorders) == 1 else Recorder.merge(recorders)
         s = recorder.samples
         wall = info.wall_seconds
-        busy = busy_ratios(recorder, wall, info.nireq)
+        n = max(1, len(recorders))
+        hint = (info.config.get("inference") or {}).get("hint")
+        busy = busy_ratios(recorder, wall, info.nireq, workers=n)
+        per_stream = {st.label: stream_report(st, wall, info.nireq, hint) for st in streams}
+        fps = [v["fps"] for v in per_stream.values()]
         report: dict[str, Any] = {
             "frames": {"completed": recorder.completed, "dropped": recorder.dropped, "failed": recorder.failed,
                        "read": info.frames_read},
@@ -111,11 +159,15 @@ class Summary:
             "perf_counters": perf_counters,
             "stage_attribution": attribution(recorder, perf_counters),
             "busy": busy,
-            "bottleneck": bottleneck(busy, info.config.get("source_kind") in ("camera", "url"),
-                                     (info.config.get("inference") or {}).get("hint")),
+            "bottleneck": bottleneck(busy, all(_live(st.kind) for st in streams) if streams else
+                                     _live(info.config.get("source_kind")), hint),
             "config": info.config,
             "fault": info.fault,
             "first_error": recorder.first_error,
             "interrupted": info.interrupted,
+            "streams": per_stream,
+            # The spread between streams: with equal sources, a low ratio means one stream starved.
+            "stream_fps": {"min": min(fps), "max": max(fps), "ratio": min(fps) / max(fps) if max(fps) > 0 else 0.0}
+            if fps else None,
         }
         return cls(report)

@@ -10,6 +10,7 @@ import os
 import tempfile
 
 import openvino as ov
+
 from vidprof.samples.clip import write_clip
 from vidprof.samples.model import DetectorSpec, build_detector
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
 from vidprof.profiling.marks import Marks
 from vidprof.profiling.recorder import Transfer
 
@@ -13,6 +14,7 @@ from vidprof.profiling.recorder import Transfer
 @dataclass
 class Frame:
     index: int
+    stream: int = 0  # the index of the stream it belongs to: routes it back after shared inference
     image: np.ndarray | None = None  # decoded BGR u8, HxWx3
     tensor: np.ndarray | None = None  # the model's input, as the infer request takes it
     outputs: list[np.ndarray] = field(default_factory=list)

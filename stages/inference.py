@@ -9,10 +9,12 @@ otherwise) and device->host the copy of the outputs; bytes are counted exactly.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import openvino as ov
+
 from vidprof.profiling.clock import Clock
 from vidprof.profiling.errors import RunError, UsageError, runtime_detail
 from vidprof.profiling.perf_counters import PerfCounterSampler
@@ -116,12 +118,47 @@ def resolved_nireq(compiled: ov.CompiledModel, opts: InferenceOptions) -> int:
     return 2 * optimal
 
 
-class InferenceStage:
-    """Feeds frames to infer requests and hands each finished frame to ``on_done``.
+class FairLock:
+    """A lock handed over in arrival order.
 
-    ``on_done`` runs on OpenVINO's callback thread (async) or the caller's (sync). Whatever goes
-    wrong for one frame, including an exception while reading its outputs, is put on the frame as
-    an error and the frame still reaches ``on_done``: it is counted, never lost, and nothing hangs.
+    Several streams submit to one set of infer requests; a plain Lock wakes an arbitrary waiter, so
+    one stream's thread could take request after request while another starves. Here each waiter
+    queues, and ``release`` hands the lock straight to the oldest one.
+    """
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._waiters: deque[threading.Lock] = deque()
+        self._held = False
+
+    def __enter__(self) -> None:
+        with self._guard:
+            if not self._held:
+                self._held = True
+                return
+            turn = threading.Lock()
+            turn.acquire()
+            self._waiters.append(turn)
+        turn.acquire()  # released by the holder's __exit__: the lock is now ours, still marked held
+
+    def __exit__(self, *exc: object) -> None:
+        with self._guard:
+            if self._waiters:
+                self._waiters.popleft().release()
+            else:
+                self._held = False
+
+
+class InferenceStage:
+    """One compiled model's infer requests, shared by every stream: feeds frames to them and hands each
+    finished frame to ``on_done`` (which routes it to its stream).
+
+    ``submit`` may be called from several threads (one per stream): picking an idle request, giving it
+    the input and starting it happen under one fair lock, so two submitters never take the same
+    request and none is starved. ``on_done`` runs on OpenVINO's callback thread (async) or the
+    caller's (sync). Whatever goes wrong for one frame, including an exception while reading its
+    outputs, is put on the frame as an error and the frame still reaches ``on_done``: it is counted,
+    never lost, and nothing hangs.
     """
 
     name = "inference"
@@ -141,6 +178,7 @@ class InferenceStage:
         self.nireq = nireq
         self._busy = 0
         self._busy_lock = threading.Lock()
+        self._submit_lock = FairLock()
         if self._sync:
             self._request = compiled.create_infer_request()
         else:
@@ -171,9 +209,16 @@ class InferenceStage:
                 self._on_busy(self._busy)
 
     def submit(self, frame: Frame) -> None:
-        """Wait for a free request, then start it; returns once the frame is in flight (or finished, with --sync)."""
+        """Wait for a free request, then start it; returns once the frame is in flight (or finished, with --sync).
+
+        The wait for a free request includes waiting for other streams' turns: either way the frame
+        waits for the device, and ``infer_wait`` says so."""
+        frame.marks.infer_wait_start = self._clock.now_ns()
+        with self._submit_lock:
+            self._submit_locked(frame)
+
+    def _submit_locked(self, frame: Frame) -> None:
         marks = frame.marks
-        marks.infer_wait_start = self._clock.now_ns()
         if self._sync:
             request = self._request
         else:
@@ -195,7 +240,8 @@ class InferenceStage:
             self._completed(request, frame)
         else:
             # Inputs are already on the request (set above). start_async picks the same idle request:
-            # only this (submit) thread takes requests, so the idle one found above is still first in line.
+            # only the holder of the submit lock takes requests, so the idle one found above is still
+            # first in line.
             try:
                 self._queue.start_async(None, frame)
             except Exception:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import openvino as ov
+
 from vidprof.profiling.errors import RunError
 
 _NP_TYPES = {ov.Type.f32: np.float32, ov.Type.f16: np.float16, ov.Type.u8: np.uint8}

@@ -18,6 +18,7 @@ import numpy as np
 import openvino as ov
 import openvino.opset13 as ops
 from openvino.preprocess import ColorFormat, InputInfo, PrePostProcessor, ResizeAlgorithm
+
 from vidprof.profiling.errors import RunError, UsageError, runtime_detail
 from vidprof.stages.frame import Frame
 from vidprof.stages.model_input import InputSpec
@@ -116,24 +117,14 @@ class SeparatePreprocess:
     name = "preprocess"
 
     def __init__(self, core: ov.Core, device: str, spec: InputSpec, opts: PreprocessOptions,
-                 frame_w: int, frame_h: int) -> None:
+                 frame_w: int, frame_h: int, compiled: ov.CompiledModel | None = None) -> None:
+        """``compiled``: a graph from ``compile_preprocessing`` for the same size, shared between streams
+        (each stream still gets its own request); None compiles one here."""
         _check(spec, opts)
         self._spec = spec
         self._size = (frame_h, frame_w)
-        param = ops.parameter(list(spec.shape), spec.ov_type, name="model_input")
-        identity = ov.Model([ops.result(param)], [param], "vidprof_preprocess")
-        ppp = PrePostProcessor(identity)
-        add_preprocessing(ppp.input(), spec, opts, frame_w, frame_h)
-        config = {"PERFORMANCE_HINT": "LATENCY"}
-        if device.upper() == "CPU":
-            # One thread: a second one would fight the inference streams for the same cores and
-            # stretch both (measured: ~7 ms a 720p frame with two threads vs ~2-3 ms with one).
-            config["INFERENCE_NUM_THREADS"] = "1"
-        try:
-            compiled = core.compile_model(ppp.build(), device, config)
-        except RuntimeError as e:
-            raise RunError(f"could not compile the preprocessing graph on {device}: {runtime_detail(e)}; "
-                           "try --preprocess host") from e
+        if compiled is None:
+            compiled = compile_preprocessing(core, device, spec, opts, frame_w, frame_h)
         self._request = compiled.create_infer_request()
 
     def process(self, frame: Frame) -> None:
@@ -150,6 +141,26 @@ class SeparatePreprocess:
 
     def close(self) -> None:
         pass
+
+
+def compile_preprocessing(core: ov.Core, device: str, spec: InputSpec, opts: PreprocessOptions,
+                          frame_w: int, frame_h: int) -> ov.CompiledModel:
+    """The ``separate`` placement's graph: an identity model with the PrePostProcessor steps in front."""
+    _check(spec, opts)
+    param = ops.parameter(list(spec.shape), spec.ov_type, name="model_input")
+    identity = ov.Model([ops.result(param)], [param], "vidprof_preprocess")
+    ppp = PrePostProcessor(identity)
+    add_preprocessing(ppp.input(), spec, opts, frame_w, frame_h)
+    config = {"PERFORMANCE_HINT": "LATENCY"}
+    if device.upper() == "CPU":
+        # One thread: a second one would fight the inference streams for the same cores and
+        # stretch both (measured: ~7 ms a 720p frame with two threads vs ~2-3 ms with one).
+        config["INFERENCE_NUM_THREADS"] = "1"
+    try:
+        return core.compile_model(ppp.build(), device, config)
+    except RuntimeError as e:
+        raise RunError(f"could not compile the preprocessing graph on {device}: {runtime_detail(e)}; "
+                       "try --preprocess host") from e
 
 
 class FusedPreprocess:

@@ -8,14 +8,17 @@ not the pipeline keeps up, so the runner drops rather than queues behind them.
 from __future__ import annotations
 
 import glob
+import math
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import cv2
 import numpy as np
+
 from vidprof.profiling.errors import RunError, UsageError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -25,7 +28,7 @@ _SYNTHETIC = re.compile(r"^synthetic:(\d+)x(\d+)(?:@(\d+(?:\.\d+)?))?$")
 
 class Source(Protocol):
     description: str
-    kind: str  # file | camera | url | images | synthetic
+    kind: str  # the name of its SourceKind: file | camera | url | images | synthetic
     live: bool
     fps: float | None
     width: int
@@ -225,46 +228,118 @@ def parse_synthetic(spec: str) -> tuple[int, int, float] | None:
     return w, h, fps
 
 
+def _is_camera(spec: str) -> bool:
+    return spec.isdigit() or re.fullmatch(r"/dev/video\d+", spec) is not None
+
+
+def _is_url(spec: str) -> bool:
+    return spec.lower().startswith(URL_SCHEMES)
+
+
+def _names_images(spec: str) -> bool:
+    return os.path.isdir(spec) or any(c in spec for c in "*?[")
+
+
+def _is_file(spec: str) -> bool:
+    # An existing file wins before the glob test: "clip[1].mp4" is a file, not a pattern. Anything that names
+    # neither a folder nor a pattern is taken as a file too, so a missing path gets the "no such file" message.
+    return os.path.isfile(spec) or not _names_images(spec)
+
+
+def _open_synthetic(spec: str, loop: bool) -> Source:
+    parsed = parse_synthetic(spec)
+    assert parsed is not None  # the kind matched on the "synthetic:" prefix
+    return SyntheticSource(*parsed)  # endless: looping changes nothing
+
+
+def _open_camera(spec: str, loop: bool) -> Source:
+    return CaptureSource(int(spec) if spec.isdigit() else spec, "camera", f"camera {spec}")
+
+
+def _open_url(spec: str, loop: bool) -> Source:
+    return CaptureSource(spec, "url", spec)
+
+
+def _open_file(spec: str, loop: bool) -> Source:
+    # Checked before OpenCV, so a missing path and an unreadable one each get their own message.
+    if not os.path.exists(spec):
+        raise RunError(f"source {spec}: no such file; expected a video file, camera index, URL, image folder "
+                       "or synthetic:WxH@FPS")
+    if not os.access(spec, os.R_OK):
+        raise RunError(f"source {spec}: file is not readable; check its permissions")
+    return CaptureSource(spec, "file", spec, loop)
+
+
+def _open_images(spec: str, loop: bool) -> Source:
+    pattern = os.path.join(spec, "*") if os.path.isdir(spec) else spec
+    paths = sorted(p for p in glob.glob(pattern) if p.lower().endswith(IMAGE_EXTENSIONS))
+    if not paths:
+        raise RunError(f"source {spec}: expected image files ({', '.join(IMAGE_EXTENSIONS)}), found none; "
+                       "check the folder or glob")
+    return ImageSource(paths, spec, loop)
+
+
+@dataclass(frozen=True)
+class SourceKind:
+    """One kind of ``--source``: how a spec is recognised and how it is opened.
+
+    ``live`` kinds deliver frames at the device's own pace; they cannot be re-paced or looped.
+    """
+
+    name: str
+    matches: Callable[[str], bool]
+    open: Callable[[str, bool], Source]  # (spec, loop) -> Source
+    live: bool
+
+
+# Tried in order, first match wins: the prefixes first (a "synthetic:..." or URL is never a path), then a file
+# before images, so an existing "clip[1].mp4" is not read as a glob. Adding a kind is one entry and its opener.
+SOURCE_KINDS: tuple[SourceKind, ...] = (
+    SourceKind("synthetic", lambda spec: spec.startswith("synthetic:"), _open_synthetic, live=False),
+    SourceKind("camera", _is_camera, _open_camera, live=True),
+    SourceKind("url", _is_url, _open_url, live=True),
+    SourceKind("file", _is_file, _open_file, live=False),
+    SourceKind("images", _names_images, _open_images, live=False),
+)
+
+
+def find_kind(spec: str) -> SourceKind:
+    for kind in SOURCE_KINDS:
+        if kind.matches(spec):
+            return kind
+    # Unreachable with today's table ("file" takes whatever is not a folder or pattern); kept so a
+    # table edit that leaves a gap fails with a message, not a StopIteration.
+    raise UsageError(f"--source {spec!r}: matches no source kind; expected a video file, camera index, URL, "
+                     "image folder or synthetic:WxH@FPS")
+
+
 def source_kind(spec: str) -> str:
-    if spec.startswith("synthetic:"):
-        return "synthetic"
-    if spec.isdigit() or re.fullmatch(r"/dev/video\d+", spec):
-        return "camera"
-    if spec.lower().startswith(URL_SCHEMES):
-        return "url"
-    if os.path.isfile(spec):  # before the glob test: "clip[1].mp4" is a file, not a pattern
-        return "file"
-    if os.path.isdir(spec) or any(c in spec for c in "*?["):
-        return "images"
-    return "file"
+    return find_kind(spec).name
 
 
-def open_source(spec: str, loop: bool = False, realtime: bool = False) -> Source:
-    """Open the source named by ``spec``; raises a RunError a user can act on."""
-    kind = source_kind(spec)
-    src: Source
-    if kind == "synthetic":
-        parsed = parse_synthetic(spec)
-        assert parsed is not None
-        src = SyntheticSource(*parsed)
-    elif kind == "camera":
-        src = CaptureSource(int(spec) if spec.isdigit() else spec, "camera", f"camera {spec}")
-    elif kind == "url":
-        src = CaptureSource(spec, "url", spec)
-    elif kind == "images":
-        pattern = os.path.join(spec, "*") if os.path.isdir(spec) else spec
-        paths = sorted(p for p in glob.glob(pattern) if p.lower().endswith(IMAGE_EXTENSIONS))
-        if not paths:
-            raise RunError(f"source {spec}: expected image files ({', '.join(IMAGE_EXTENSIONS)}), found none; "
-                           "check the folder or glob")
-        src = ImageSource(paths, spec, loop)
-    else:
-        if not os.path.exists(spec):
-            raise RunError(f"source {spec}: no such file; expected a video file, camera index, URL, image folder "
-                           "or synthetic:WxH@FPS")
-        if not os.access(spec, os.R_OK):
-            raise RunError(f"source {spec}: file is not readable; check its permissions")
-        src = CaptureSource(spec, "file", spec, loop)
-    if realtime and not src.live:
-        src = PacedSource(src, src.fps or 30.0)
+def _check_pace(spec: str, kind: SourceKind, fps: float) -> None:
+    if not (math.isfinite(fps) and fps > 0):
+        raise UsageError(f"--realtime-fps {fps}: expected a rate above 0 frames per second; "
+                         "give a positive number such as 30")
+    if kind.live:
+        raise UsageError(f"--source {spec} is a {kind.name}: --realtime-fps applies to files, image folders and "
+                         "synthetic sources; a camera or stream keeps its own pace, so drop --realtime-fps")
+
+
+def open_source(spec: str, loop: bool = False, realtime: bool = False, fps: float | None = None) -> Source:
+    """Open the source named by ``spec``; raises a RunError a user can act on.
+
+    ``realtime`` paces a non-live source at its own FPS (30 when it has none); ``fps`` paces it at that rate
+    instead, and implies ``realtime``.
+    """
+    kind = find_kind(spec)
+    if fps is not None:
+        _check_pace(spec, kind, fps)  # before opening: a stream need not be reached to refuse the setting
+    src = kind.open(spec, loop)
+    if src.live:
+        return src
+    if fps is not None:
+        return PacedSource(src, fps)
+    if realtime:
+        return PacedSource(src, src.fps or 30.0)
     return src

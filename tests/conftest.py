@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import openvino as ov
 import pytest
+
 from vidprof.samples.clip import write_clip
 from vidprof.samples.model import DetectorSpec, build_classifier, build_detector, build_ssd
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+
 from vidprof.samples.assets import SAMPLE_CLIP_FRAMES
 
 REPORT_KEYS = {"frames", "wall_seconds", "fps", "stages", "e2e", "transfer", "startup", "bottleneck", "config"}

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from vidprof.pipeline.tuner import pareto
 
 FAST = ["--model-only-seconds", "0.3", "--warmup", "1"]

@@ -8,13 +8,13 @@ import time
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
+
+from tests.integration.pipeline_helpers import run_pipeline, sample
 from vidprof.pipeline.config import Injection, RunConfig
 from vidprof.pipeline.runner import Runner
 from vidprof.profiling.marks import STAGES
 from vidprof.stages.inference import InferenceOptions
 from vidprof.stages.postprocess import PostprocessOptions
-
-from tests.integration.pipeline_helpers import run_pipeline, sample
 
 DELAY = 0.008
 
@@ -25,7 +25,7 @@ def _run(stage: str, model: str, inject: tuple[Injection, ...] = ()) -> dict:
     # Synthetic decode, fused preprocessing and passthrough postprocessing leave those stages no work of
     # their own whose cost could drift between runs: OpenCV's and OpenVINO's thread pools cool down
     # during a delay and the next call pays ~0.4 ms to wake them, a real effect but not the one under test.
-    _, rep, _ = run_pipeline(source="synthetic:160x120@30", model=model, frames=40, preprocess="fused", inject=inject,
+    _, rep, _ = run_pipeline(sources=("synthetic:160x120@30",), model=model, frames=40, preprocess="fused", inject=inject,
                              inference=InferenceOptions(nireq=1 if stage == "inference" else 2),
                              postprocess=PostprocessOptions(kind="passthrough"))
     assert rep["frames"]["completed"] == 40
@@ -57,7 +57,7 @@ def test_injected_delay_is_measured(detector: str, stage: str, busy: bool) -> No
 
 def test_fps_and_e2e_match_an_outside_clock(detector: str) -> None:
     registry = CollectorRegistry()
-    runner = Runner(RunConfig(source="synthetic:160x120@30", model=detector, frames=60, preprocess="host",
+    runner = Runner(RunConfig(sources=("synthetic:160x120@30",), model=detector, frames=60, preprocess="host",
                               inject=(Injection("decode", 0.01),), pipeline_name="test"), registry)
     runner.prepare()
     t0 = time.perf_counter()
@@ -66,7 +66,7 @@ def test_fps_and_e2e_match_an_outside_clock(detector: str) -> None:
     rep = runner.summary().report
     assert rep["frames"]["completed"] == 60
     assert rep["fps"] == pytest.approx(60 / outside, rel=0.01)
-    s = runner.recorder.samples
+    s = runner.recorders[0].samples
     parts = np.sum([np.asarray(s.stages[st]) for st in STAGES] + [np.asarray(v) for v in s.waits.values()], axis=0)
     assert np.allclose(np.asarray(s.e2e), parts, rtol=0.01)
     assert rep["unaccounted"]["max"] < 1e-6
@@ -78,7 +78,7 @@ def test_fps_and_e2e_match_an_outside_clock(detector: str) -> None:
 def test_bottleneck_follows_the_injected_stage(detector: str, stage: str) -> None:
     # 20 ms in one stage on a model that needs well under 1 ms: that stage must limit the run.
     nireq = 1 if stage == "inference" else 2
-    _, rep, reg = run_pipeline(source="synthetic:160x120@30", model=detector, frames=40, preprocess="host",
+    _, rep, reg = run_pipeline(sources=("synthetic:160x120@30",), model=detector, frames=40, preprocess="host",
                                inject=(Injection(stage, 0.02),), pipeline_name="test",
                                inference=InferenceOptions(nireq=nireq))
     assert rep["bottleneck"]["stage"] == stage, rep["busy"]
@@ -89,18 +89,18 @@ def test_bottleneck_follows_the_injected_stage(detector: str, stage: str) -> Non
 
 
 def test_decode_bottleneck_advice(detector: str) -> None:
-    _, rep, _ = run_pipeline(source="synthetic:160x120@30", model=detector, frames=30, preprocess="host",
+    _, rep, _ = run_pipeline(sources=("synthetic:160x120@30",), model=detector, frames=30, preprocess="host",
                              inject=(Injection("decode", 0.02),))
     assert rep["bottleneck"]["stage"] == "decode" and rep["fps"] <= 50
     assert "the model is not the limit" in rep["bottleneck"]["advice"]
 
 
 def test_perf_counters_only_when_asked(clip: str, detector: str) -> None:
-    _, rep, reg = run_pipeline(source=clip, model=detector, preprocess="host", pipeline_name="test")
+    _, rep, reg = run_pipeline(sources=(clip,), model=detector, preprocess="host", pipeline_name="test")
     assert rep["perf_counters"] is None
     assert not [m for m in reg.collect() if m.name.startswith(("vidprof_device", "vidprof_infer_device"))]
 
-    _, rep, reg = run_pipeline(source=clip, model=detector, preprocess="separate", pipeline_name="test",
+    _, rep, reg = run_pipeline(sources=(clip,), model=detector, preprocess="separate", pipeline_name="test",
                                inference=InferenceOptions(perf_counters=True))
     pc = rep["perf_counters"]
     assert pc["sampled_requests"] >= 1
@@ -113,7 +113,7 @@ def test_perf_counters_only_when_asked(clip: str, detector: str) -> None:
 
 
 def test_fused_preprocessing_time_is_attributed_to_preprocess(clip: str, detector: str) -> None:
-    _, rep, reg = run_pipeline(source=clip, model=detector, preprocess="fused", pipeline_name="test",
+    _, rep, reg = run_pipeline(sources=(clip,), model=detector, preprocess="fused", pipeline_name="test",
                                inference=InferenceOptions(perf_counters=True))
     pc = rep["perf_counters"]
     moved = pc["preprocess_nodes_seconds"]
@@ -130,18 +130,18 @@ def test_model_cache_miss_then_hit(clip: str, detector: str, tmp_path) -> None:
     cache = str(tmp_path / "ov-cache")
     states, compiles = [], []
     for _ in range(2):
-        _, rep, reg = run_pipeline(source=clip, model=detector, frames=4, preprocess="host", pipeline_name="test",
+        _, rep, reg = run_pipeline(sources=(clip,), model=detector, frames=4, preprocess="host", pipeline_name="test",
                                    inference=InferenceOptions(cache_dir=cache))
         states.append(rep["startup"]["cache"])
         compiles.append(rep["startup"]["compile"])
         assert sample(reg, "vidprof_model_cache_state", state=rep["startup"]["cache"]) == 1
     assert states == ["miss", "hit"]
-    _, rep, _ = run_pipeline(source=clip, model=detector, frames=4, preprocess="host")
+    _, rep, _ = run_pipeline(sources=(clip,), model=detector, frames=4, preprocess="host")
     assert rep["startup"]["cache"] == "off"
 
 
 def test_memory_figures(clip: str, detector: str) -> None:
-    _, rep, reg = run_pipeline(source=clip, model=detector, frames=4, pipeline_name="test")
+    _, rep, reg = run_pipeline(sources=(clip,), model=detector, frames=4, pipeline_name="test")
     mem = rep["memory"]
     assert 0 < mem["after_compile_rss_bytes"] <= mem["peak_rss_bytes"]
     assert sample(reg, "vidprof_memory_bytes", kind="peak_rss") == mem["peak_rss_bytes"]
@@ -150,7 +150,7 @@ def test_memory_figures(clip: str, detector: str) -> None:
 def test_zero_copy_and_copy_count_the_same_bytes(clip: str, detector: str) -> None:
     reps = {}
     for zc in (True, False):
-        _, rep, _ = run_pipeline(source=clip, model=detector, preprocess="host",
+        _, rep, _ = run_pipeline(sources=(clip,), model=detector, preprocess="host",
                                  inference=InferenceOptions(zero_copy=zc))
         reps[zc] = rep
         assert rep["config"]["inference"]["zero_copy"] is zc

@@ -8,6 +8,7 @@ import urllib.request
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
+
 from vidprof.pipeline.config import RunConfig
 from vidprof.pipeline.runner import Runner
 from vidprof.profiling import exporter
@@ -39,7 +40,7 @@ def test_metrics_are_served_during_and_after_a_run(detector: str) -> None:
     server = exporter.serve(registry, "127.0.0.1", 0)
     try:
         # Paced at 40 FPS for 80 frames: about two seconds, long enough to scrape mid-run.
-        runner = Runner(RunConfig(source="synthetic:160x120@40", realtime=True, frames=80, model=detector,
+        runner = Runner(RunConfig(sources=("synthetic:160x120@40",), realtime=True, frames=80, model=detector,
                                   preprocess="host", pipeline_name="http"), registry)
         runner.prepare()
         t = threading.Thread(target=runner.run)
@@ -61,7 +62,7 @@ def test_metrics_are_served_during_and_after_a_run(detector: str) -> None:
         after = scrape(server.url)
         rep = runner.summary().report
         assert completed(after, "http") == rep["frames"]["completed"] == 80
-        busy = after["vidprof_infer_requests"][("vidprof_infer_requests", (("pipeline", "http"), ("stream", "0")))]
+        busy = after["vidprof_infer_requests"][("vidprof_infer_requests", (("pipeline", "http"),))]
         assert busy == rep["config"]["resolved"]["nireq"]
         (labels, value), = ((k[1], v) for k, v in after["vidprof_pipeline_info"].items())
         assert value == 1.0 and ("preprocess", "host") in labels and ("model", "det.xml") in labels

@@ -39,8 +39,8 @@ def make_onnx_classifier(path: Path, classes: int = 8) -> str:
 @pytest.mark.parametrize("placement", ["separate", "fused", "host"])
 def test_onnx_model_with_dynamic_batch(clip: str, tmp_path: Path, placement: str) -> None:
     model = make_onnx_classifier(tmp_path / "cls.onnx")
-    runner, rep, _ = run_pipeline(source=clip, model=model, preprocess=placement)
+    runner, rep, _ = run_pipeline(sources=(clip,), model=model, preprocess=placement)
     assert rep["frames"] == {"completed": CLIP_FRAMES, "dropped": 0, "failed": 0, "read": CLIP_FRAMES}
     assert rep["config"]["model_input"]["shape"] == [1, 3, 32, 32]  # the dynamic batch was set to 1
-    assert runner.postprocess.kind == "classification"
+    assert runner.parts.postprocess.kind == "classification"
     assert rep["transfer"]["device_to_host"]["bytes"] == CLIP_FRAMES * 8 * 4

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+from tests.conftest import CLIP_FRAMES, CLIP_H, CLIP_W
+from tests.integration.pipeline_helpers import run_pipeline, sample
 from vidprof.profiling.errors import RunError
 from vidprof.profiling.marks import STAGES
 from vidprof.stages.inference import InferenceOptions
 from vidprof.stages.preprocess import PreprocessOptions
-
-from tests.conftest import CLIP_FRAMES, CLIP_H, CLIP_W
-from tests.integration.pipeline_helpers import run_pipeline, sample
 
 MODEL_INPUT_BYTES = 1 * 3 * 64 * 64 * 4  # the small detector's f32 NCHW input
 FRAME_BYTES = CLIP_H * CLIP_W * 3  # a u8 BGR frame, what the fused model takes
@@ -20,7 +20,7 @@ OUTPUT_BYTES = (48 * 4 + 48 * 4) * 4  # boxes [1,48,4] + scores [1,48,4], f32
 @pytest.mark.parametrize("sync", [False, True], ids=["async", "sync"])
 @pytest.mark.parametrize("placement", ["separate", "fused", "host"])
 def test_every_frame_is_counted_and_timed(clip: str, detector: str, placement: str, sync: bool) -> None:
-    runner, rep, reg = run_pipeline(source=clip, model=detector, preprocess=placement, pipeline_name="test",
+    runner, rep, reg = run_pipeline(sources=(clip,), model=detector, preprocess=placement, pipeline_name="test",
                                     inference=InferenceOptions(sync=sync, nireq=None if sync else 3))
     assert rep["frames"] == {"completed": CLIP_FRAMES, "dropped": 0, "failed": 0, "read": CLIP_FRAMES}
     for stage in STAGES:
@@ -29,7 +29,7 @@ def test_every_frame_is_counted_and_timed(clip: str, detector: str, placement: s
     assert sample(reg, "vidprof_frames_total", outcome="completed") == CLIP_FRAMES
     assert sample(reg, "vidprof_frame_latency_seconds_count") == CLIP_FRAMES
 
-    s = runner.recorder.samples
+    s = runner.recorders[0].samples
     stage_sum = np.sum([np.asarray(s.stages[st]) for st in STAGES], axis=0)
     e2e = np.asarray(s.e2e)
     # Each frame's end-to-end latency covers its stages; what is left is queueing, accounted exactly.
@@ -57,7 +57,7 @@ def test_every_frame_is_counted_and_timed(clip: str, detector: str, placement: s
 @pytest.mark.parametrize("placement", ["separate", "host"])
 def test_input_layouts_and_types_are_read_from_the_model(clip: str, make_model, kw, nbytes: int,
                                                          placement: str) -> None:
-    _, rep, _ = run_pipeline(source=clip, model=make_model(**kw), preprocess=placement, frames=8)
+    _, rep, _ = run_pipeline(sources=(clip,), model=make_model(**kw), preprocess=placement, frames=8)
     assert rep["frames"]["completed"] == 8
     assert rep["transfer"]["host_to_device"]["bytes"] == 8 * nbytes
     layout = kw.get("layout", "NCHW")
@@ -73,17 +73,18 @@ def test_placements_produce_the_same_numbers(clip: str, detector: str, opts: Pre
     """host computes exactly resize -> colour -> (x - mean) / scale -> NCHW; separate matches it up to
     interpolation rounding; fused (the same steps inside the model) gives the model's same outputs."""
     import cv2
+
     from vidprof.stages.frame import Frame
     from vidprof.stages.sources import open_source
 
     img = open_source(clip).read()
-    runners = {p: run_pipeline(source=clip, model=detector, preprocess=p, frames=1, preprocess_options=opts,
+    runners = {p: run_pipeline(sources=(clip,), model=detector, preprocess=p, frames=1, preprocess_options=opts,
                                inference=InferenceOptions(sync=True, infer_precision="f32"))[0]
                for p in ("separate", "fused", "host")}
     tensors = {}
     for p in ("separate", "host"):
         f = Frame(0, image=img)
-        runners[p].preprocess.process(f)
+        runners[p].workers[0].preprocess.process(f)
         tensors[p] = f.tensor
     x = cv2.resize(img, (64, 64), interpolation=cv2.INTER_LINEAR).astype(np.float32)
     if opts.model_color == "rgb":
@@ -99,7 +100,7 @@ def test_placements_produce_the_same_numbers(clip: str, detector: str, opts: Pre
     outputs = {}
     for p in ("separate", "fused"):
         f = Frame(0, image=img)
-        runners[p].preprocess.process(f)
+        runners[p].workers[0].preprocess.process(f)
         request = runners[p].compiled.create_infer_request()
         request.infer({0: f.tensor})
         outputs[p] = request.get_output_tensor(1).data.copy()  # scores
@@ -108,16 +109,17 @@ def test_placements_produce_the_same_numbers(clip: str, detector: str, opts: Pre
 
 def test_a_model_with_two_inputs_is_refused(clip: str, two_input_model: str) -> None:
     with pytest.raises(RunError, match="2 inputs"):
-        run_pipeline(source=clip, model=two_input_model)
+        run_pipeline(sources=(clip,), model=two_input_model)
 
 
 def test_callback_exceptions_are_failed_frames_not_hangs(clip: str, detector: str) -> None:
     """An exception raised inside the completion callback is counted and reported; the run ends."""
     from prometheus_client import CollectorRegistry
+
     from vidprof.pipeline.config import RunConfig
     from vidprof.pipeline.runner import Runner
 
-    runner = Runner(RunConfig(source=clip, model=detector, preprocess="host", pipeline_name="test"),
+    runner = Runner(RunConfig(sources=(clip,), model=detector, preprocess="host", pipeline_name="test"),
                     CollectorRegistry())
     runner.prepare()
     calls = {"n": 0}

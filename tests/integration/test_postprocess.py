@@ -4,25 +4,25 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+from tests.integration.pipeline_helpers import run_pipeline
 from vidprof.profiling.errors import RunError
 from vidprof.stages.frame import Frame
 from vidprof.stages.postprocess import Postprocess, PostprocessOptions, pick_decoder
-
-from tests.integration.pipeline_helpers import run_pipeline
 
 
 @pytest.mark.parametrize("fixture, kind", [("detector", "detection"), ("classifier", "classification"),
                                            ("ssd", "ssd")])
 def test_decoder_is_picked_from_the_model(request, clip: str, fixture: str, kind: str) -> None:
-    runner, rep, _ = run_pipeline(source=clip, model=request.getfixturevalue(fixture), frames=4, preprocess="host")
-    assert runner.postprocess.kind == kind
+    runner, rep, _ = run_pipeline(sources=(clip,), model=request.getfixturevalue(fixture), frames=4, preprocess="host")
+    assert runner.parts.postprocess.kind == kind
     assert rep["config"]["postprocess_decoder"] == kind
     assert rep["frames"]["completed"] == 4
 
 
 def test_forcing_a_decoder_that_does_not_fit_is_an_error(clip: str, classifier: str) -> None:
     with pytest.raises(RunError, match="do not fit"):
-        run_pipeline(source=clip, model=classifier, postprocess=PostprocessOptions(kind="ssd"))
+        run_pipeline(sources=(clip,), model=classifier, postprocess=PostprocessOptions(kind="ssd"))
 
 
 def test_unknown_outputs_pass_through() -> None:

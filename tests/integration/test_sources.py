@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 
 import pytest
-from vidprof.pipeline.config import Injection
-from vidprof.profiling.errors import RunError, UsageError
-from vidprof.stages.sources import open_source, parse_synthetic, source_kind
 
 from tests.conftest import CLIP_FRAMES, CLIP_H, CLIP_W
 from tests.integration.pipeline_helpers import run_pipeline
+from vidprof.pipeline.config import Injection
+from vidprof.profiling.errors import RunError, UsageError
+from vidprof.stages.sources import open_source, parse_synthetic, source_kind
 
 
 @pytest.mark.parametrize("spec, kind", [
@@ -39,38 +39,38 @@ def test_file_ends_at_end_of_stream(clip: str) -> None:
 
 
 def test_loop_and_frame_limit(clip: str, detector: str) -> None:
-    _, rep, _ = run_pipeline(source=clip, model=detector, loop=True, frames=CLIP_FRAMES * 2 + 5, preprocess="host")
+    _, rep, _ = run_pipeline(sources=(clip,), model=detector, loop=True, frames=CLIP_FRAMES * 2 + 5, preprocess="host")
     assert rep["frames"]["completed"] == CLIP_FRAMES * 2 + 5
 
 
 def test_duration_limit(detector: str) -> None:
-    _, rep, _ = run_pipeline(source="synthetic:160x120@30", model=detector, duration=0.5, preprocess="host")
+    _, rep, _ = run_pipeline(sources=("synthetic:160x120@30",), model=detector, duration=0.5, preprocess="host")
     assert 0 < rep["frames"]["completed"]
     assert rep["wall_seconds"] < 5
 
 
 def test_image_folder_and_glob(images_dir: str, detector: str) -> None:
-    _, rep, _ = run_pipeline(source=images_dir, model=detector)
+    _, rep, _ = run_pipeline(sources=(images_dir,), model=detector)
     assert rep["frames"]["completed"] == 5
-    _, rep, _ = run_pipeline(source=os.path.join(images_dir, "img_0[0-2].png"), model=detector, preprocess="host")
+    _, rep, _ = run_pipeline(sources=(os.path.join(images_dir, "img_0[0-2].png"),), model=detector, preprocess="host")
     assert rep["frames"]["completed"] == 3
 
 
 @pytest.mark.parametrize("placement", ["separate", "fused", "host"])
 def test_synthetic_source_feeds_every_placement(detector: str, placement: str) -> None:
-    _, rep, _ = run_pipeline(source="synthetic:160x120@30", model=detector, frames=12, preprocess=placement)
+    _, rep, _ = run_pipeline(sources=("synthetic:160x120@30",), model=detector, frames=12, preprocess=placement)
     assert rep["frames"] == {"completed": 12, "dropped": 0, "failed": 0, "read": 12}
 
 
 def test_synthetic_default_length_is_ten_seconds_of_frames(detector: str) -> None:
-    runner, rep, _ = run_pipeline(source="synthetic:64x64@6", model=detector, preprocess="host")
-    assert runner.frame_limit == 60 and rep["frames"]["completed"] == 60
+    runner, rep, _ = run_pipeline(sources=("synthetic:64x64@6",), model=detector, preprocess="host")
+    assert runner.parts.streams[0].frame_limit == 60 and rep["frames"]["completed"] == 60
 
 
 def test_live_source_drops_oldest_instead_of_queueing(detector: str) -> None:
     """A source paced at 200 FPS into a 50 FPS preprocess: frames are dropped, the backlog stays bounded,
     and every frame read is either completed or dropped."""
-    _, rep, reg = run_pipeline(source="synthetic:160x120@200", model=detector, realtime=True, frames=100,
+    _, rep, reg = run_pipeline(sources=("synthetic:160x120@200",), model=detector, realtime=True, frames=100,
                                     preprocess="host", inject=(Injection("preprocess", 0.02),), pipeline_name="test")
     f = rep["frames"]
     assert f["dropped"] > 20
@@ -84,7 +84,7 @@ def test_live_source_drops_oldest_instead_of_queueing(detector: str) -> None:
 
 def test_pacing_is_not_counted_as_decode(detector: str) -> None:
     """--realtime waits for each frame's time before decoding: the wait shows in wall time, not decode."""
-    _, rep, _ = run_pipeline(source="synthetic:160x120@50", model=detector, realtime=True, frames=20,
+    _, rep, _ = run_pipeline(sources=("synthetic:160x120@50",), model=detector, realtime=True, frames=20,
                              preprocess="host")
     assert rep["frames"]["completed"] == 20
     assert rep["wall_seconds"] >= 19 / 50

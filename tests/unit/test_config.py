@@ -1,4 +1,5 @@
 import pytest
+
 from vidprof.pipeline.config import Injection, RunConfig, parse_duration
 from vidprof.profiling.errors import UsageError
 from vidprof.stages.inference import InferenceOptions

@@ -3,11 +3,11 @@
 import itertools
 
 from prometheus_client import CollectorRegistry
-from vidprof.profiling.marks import Marks
-from vidprof.profiling.metrics import LATENCY_BUCKETS, PipelineMetrics
-from vidprof.profiling.recorder import Recorder, Transfer
 
 from tests.unit.test_marks_and_clock import make_marks
+from vidprof.profiling.marks import Marks
+from vidprof.profiling.metrics import LATENCY_BUCKETS, MetricFamilies, PipelineMetrics, StreamMetrics
+from vidprof.profiling.recorder import Recorder, Transfer
 
 LABELS = {"pipeline": "p", "stream": "0"}
 
@@ -20,7 +20,9 @@ def test_buckets_cover_50us_to_10s() -> None:
 
 def test_family_names_follow_conventions() -> None:
     reg = CollectorRegistry()
-    PipelineMetrics(reg, "p", "0")
+    families = MetricFamilies(reg)
+    PipelineMetrics(families, "p")
+    StreamMetrics(families, "p", "0")
     names = {m.name: m.type for m in reg.collect()}
     assert names == {
         "vidprof_stage_latency_seconds": "histogram",
@@ -38,12 +40,13 @@ def test_family_names_follow_conventions() -> None:
         "vidprof_model_cache_state": "gauge",
         "vidprof_memory_bytes": "gauge",
         "vidprof_pipeline": "info",
+        "vidprof_stream": "info",
     }
 
 
 def test_recorder_observes_exact_values() -> None:
     reg = CollectorRegistry()
-    rec = Recorder(PipelineMetrics(reg, "p", "0"))
+    rec = Recorder(StreamMetrics(MetricFamilies(reg), "p", "0"))
     for _ in range(3):
         rec.frame_done(make_marks(), Transfer(h2d_bytes=100, h2d_ns=1000, d2h_bytes=10, d2h_ns=500), failed=False)
     rec.frame_done(Marks(), Transfer(), failed=True, error="boom")
@@ -71,10 +74,27 @@ def test_recorder_observes_exact_values() -> None:
 def test_label_cardinality_is_fixed() -> None:
     """However many frames go through, the number of series does not grow."""
     reg = CollectorRegistry()
-    rec = Recorder(PipelineMetrics(reg, "p", "0"))
+    rec = Recorder(StreamMetrics(MetricFamilies(reg), "p", "0"))
     rec.frame_done(make_marks(), Transfer(), failed=False)
     before = sum(len(m.samples) for m in reg.collect())
     for _ in range(200):
         rec.frame_done(make_marks(), Transfer(), failed=False)
         rec.frame_dropped()
     assert sum(len(m.samples) for m in reg.collect()) == before
+
+
+def test_families_are_created_once_and_streams_are_label_children() -> None:
+    """Many streams share one registry: one family per metric, one child per stream, and pipeline-wide
+    series carry no stream label."""
+    reg = CollectorRegistry()
+    families = MetricFamilies(reg)
+    recs = [Recorder(StreamMetrics(families, "p", label)) for label in ("a", "b", "c")]
+    PipelineMetrics(families, "p").infer_requests.set(4)
+    for i, rec in enumerate(recs):
+        for _ in range(i + 1):
+            rec.frame_done(make_marks(), Transfer(), failed=False)
+    for i, label in enumerate(("a", "b", "c")):
+        assert reg.get_sample_value("vidprof_frames_total", {"pipeline": "p", "stream": label,
+                                                             "outcome": "completed"}) == i + 1
+    assert reg.get_sample_value("vidprof_infer_requests", {"pipeline": "p"}) == 4
+    assert len([m for m in reg.collect() if m.name == "vidprof_frames"]) == 1

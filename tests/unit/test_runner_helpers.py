@@ -1,5 +1,6 @@
 import pytest
-from vidprof.pipeline.runner import cache_state, default_pipeline_name
+
+from vidprof.pipeline.build import cache_state, default_pipeline_name
 
 
 @pytest.mark.parametrize("cache_dir, before, after, state", [

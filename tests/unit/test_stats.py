@@ -1,4 +1,5 @@
 import pytest
+
 from vidprof.profiling.stats import Stats
 
 

@@ -1,8 +1,8 @@
 import pytest
-from vidprof.profiling.recorder import Recorder, Transfer
-from vidprof.profiling.summary import RunInfo, Summary, bottleneck, busy_ratios
 
 from tests.unit.test_marks_and_clock import make_marks
+from vidprof.profiling.recorder import Recorder, Transfer
+from vidprof.profiling.summary import RunInfo, Summary, bottleneck, busy_ratios
 
 
 def test_busy_ratios_and_bottleneck_from_known_frames() -> None:
@@ -29,7 +29,7 @@ def test_report_fields_and_fps() -> None:
     rec = Recorder(None)
     for _ in range(4):
         rec.frame_done(make_marks(), Transfer(h2d_bytes=7, d2h_bytes=3), failed=False)
-    r = Summary.build(rec, RunInfo(wall_seconds=2.0, nireq=1)).report
+    r = Summary.build([rec], RunInfo(wall_seconds=2.0, nireq=1)).report
     assert r["frames"] == {"completed": 4, "dropped": 0, "failed": 0, "read": 0}
     assert r["fps"] == 2.0
     assert set(r["stages"]) == {"decode", "preprocess", "inference", "postprocess"}

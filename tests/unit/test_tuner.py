@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from vidprof.pipeline.accuracy import compare, matched_boxes
 from vidprof.pipeline.tuner import configurations, pareto, parse_grid, parse_settings, recommend, run_args
 from vidprof.profiling.errors import UsageError
