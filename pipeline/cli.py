@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from vidprof.pipeline.config import RunConfig
 
 from vidprof.pipeline import __version__
+from vidprof.pipeline.density import add_density_arguments  # argparse only: imports no OpenVINO
 from vidprof.profiling.errors import RunError, UsageError, VidprofError
 
 DEFAULT_METRICS_PORT = 9464
@@ -153,6 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--threshold", help="as for run")
     tune.add_argument("--quiet", action="store_true", help="no progress bar")
     tune.add_argument("--debug", action="store_true", help="show tracebacks")
+    dens = sub.add_parser("density", help="find how many real-time streams of a source one model sustains")
+    add_density_arguments(dens)
     rep = sub.add_parser("report", help="render a saved JSON report (the Grafana panels, offline)")
     rep.add_argument("report", help="a JSON file written by `vidprof run --report`")
     rep.add_argument("--html", metavar="OUT", help="write an HTML page with the panels drawn as pictures")
@@ -201,6 +204,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _report(args)
         if args.command == "tune":
             return _tune(args)
+        if args.command == "density":
+            from vidprof.pipeline.density import run_density
+
+            return run_density(args)
     except VidprofError as e:
         if debug:
             traceback.print_exc()

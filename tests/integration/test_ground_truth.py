@@ -25,7 +25,8 @@ def _run(stage: str, model: str, inject: tuple[Injection, ...] = ()) -> dict:
     # Synthetic decode, fused preprocessing and passthrough postprocessing leave those stages no work of
     # their own whose cost could drift between runs: OpenCV's and OpenVINO's thread pools cool down
     # during a delay and the next call pays ~0.4 ms to wake them, a real effect but not the one under test.
-    _, rep, _ = run_pipeline(sources=("synthetic:160x120@30",), model=model, frames=40, preprocess="fused", inject=inject,
+    _, rep, _ = run_pipeline(sources=("synthetic:160x120@30",), model=model, frames=40, preprocess="fused",
+                             inject=inject,
                              inference=InferenceOptions(nireq=1 if stage == "inference" else 2),
                              postprocess=PostprocessOptions(kind="passthrough"))
     assert rep["frames"]["completed"] == 40
