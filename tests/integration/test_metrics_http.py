@@ -61,7 +61,9 @@ def test_metrics_are_served_during_and_after_a_run(detector: str) -> None:
 
         after = scrape(server.url)
         rep = runner.summary().report
-        assert completed(after, "http") == rep["frames"]["completed"] == 80
+        # Paced like a camera, a busy machine may drop a frame: what /metrics says must match the report.
+        assert completed(after, "http") == rep["frames"]["completed"]
+        assert rep["frames"]["completed"] + rep["frames"]["dropped"] == 80
         busy = after["vidprof_infer_requests"][("vidprof_infer_requests", (("pipeline", "http"),))]
         assert busy == rep["config"]["resolved"]["nireq"]
         (labels, value), = ((k[1], v) for k, v in after["vidprof_pipeline_info"].items())
