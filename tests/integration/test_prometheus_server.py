@@ -241,6 +241,15 @@ def test_bottleneck_is_one_stage_per_stream(run: Run) -> None:
     assert all(r["metric"].get("stage") for r in result), result
 
 
+def test_busy_ratio_window_includes_inference(run: Run) -> None:
+    """The panel's inference half divides by the pipeline-wide request count: a join on a label that count lacks
+    would drop inference silently while the `or` still returns the other stages."""
+    [q] = [q for q in QUERIES if q.qid == "Stage busy ratio (rate window) [A]"]
+    result = run.query_range(substitute(q.expr, ALL_STREAMS))
+    inference = {r["metric"]["stream"] for r in result if r["metric"]["stage"] == "inference"}
+    assert inference == set(STREAMS), result
+
+
 def _check_query(run: Run, q: Query, variables: dict[str, str], streams: set[str]) -> None:
     promql = substitute(q.expr, variables)
     result = run.query_range(promql)
