@@ -5,9 +5,11 @@
 Part 1, interleaved pipeline runs on ``synthetic:300x300`` with host preprocessing (decode free,
 preprocess a cheap copy: the run is inference-bound, where a fixed per-frame cost shows most):
 - instrumented: ``Runner(config, registry=CollectorRegistry())`` with the normal ``Recorder``;
-- bare: ``Runner(config, registry=None, sink=NullRecorder())``: no Prometheus, no samples kept.
-FPS = completed frames / wall seconds (the bare run's frames are counted by the NullRecorder: the
-runner's own recorder sees nothing when another sink is given). Ratio = instrumented / bare, goal >= 0.98.
+- bare: ``Runner(config, registry=None, make_sink=NullRecorder)``: no Prometheus, no samples kept.
+Both runs are built by ``vidprof.pipeline.build`` (inside the ``Runner``), so they differ only in the sink.
+FPS = completed frames / wall seconds, the completed frames summed over the run's sinks, one per stream:
+``runner.recorders`` when instrumented, the NullRecorders that ``make_sink`` made when bare (given
+``make_sink``, the runner keeps no recorder of its own). Ratio = instrumented / bare, goal >= 0.98.
 The clock marks (``perf_counter_ns`` per stage) stay in both: they are the runner's, not the sink's.
 
 Part 2, micro-benchmarks in this thread (no pipeline running), median of several repeats:
@@ -33,7 +35,7 @@ from bench._common import base_parser, fmt, log, machine_note, median, result_li
 from vidprof.pipeline.config import RunConfig
 from vidprof.pipeline.runner import Runner
 from vidprof.profiling.marks import Marks
-from vidprof.profiling.metrics import PipelineMetrics
+from vidprof.profiling.metrics import MetricFamilies, StreamMetrics
 from vidprof.profiling.recorder import FrameSink, NullRecorder, Recorder, Transfer
 
 SOURCE = "synthetic:300x300@30"
@@ -41,16 +43,23 @@ SOURCE = "synthetic:300x300@30"
 
 def pipeline(frames: int, instrumented: bool) -> float:
     cfg = RunConfig(sources=(SOURCE,), frames=frames, preprocess="host", pipeline_name="bench")
+    sinks: list[NullRecorder] = []
     if instrumented:
         runner = Runner(cfg, registry=CollectorRegistry())
-        counter: Recorder | NullRecorder = runner.recorder
     else:
-        counter = NullRecorder()
-        runner = Runner(cfg, registry=None, sink=counter)
+        def make_sink() -> NullRecorder:  # one per stream; kept here to count their frames
+            sinks.append(NullRecorder())
+            return sinks[-1]
+
+        runner = Runner(cfg, registry=None, make_sink=make_sink)
     runner.run()
-    if runner.info.fault or counter.failed or counter.completed != frames:
-        raise SystemExit(f"run failed: {runner.info.fault} (completed {counter.completed}, failed {counter.failed})")
-    return counter.completed / runner.info.wall_seconds
+    counters: list[Recorder] | list[NullRecorder] = runner.recorders if instrumented else sinks
+    completed = sum(c.completed for c in counters)
+    failed = sum(c.failed for c in counters)
+    if runner.info.fault or failed or not counters or completed != frames:
+        raise SystemExit(f"run failed: {runner.info.fault} (completed {completed}, failed {failed}, "
+                         f"{len(counters)} sinks)")
+    return completed / runner.info.wall_seconds
 
 
 def fake_marks(n: int) -> list[tuple[Marks, Transfer]]:
@@ -85,7 +94,7 @@ def micro(n: int, repeats: int) -> dict[str, float]:
     for r in range(repeats):
         registry = CollectorRegistry()
         sinks: dict[str, FrameSink] = {
-            "recorder_metrics": Recorder(PipelineMetrics(registry, "bench", "0")),
+            "recorder_metrics": Recorder(StreamMetrics(MetricFamilies(registry), "bench", "0")),
             "recorder_no_metrics": Recorder(None),
             "null": NullRecorder(),
         }

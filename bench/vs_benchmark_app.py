@@ -17,7 +17,9 @@ Default ``--placement fused``: vidprof builds its preprocessing into the model a
 graph as IR for benchmark_app, so both programs infer the same graph on the same u8 input and vidprof's own
 preprocess stage is only a wrap of the frame: what is compared is the inference stage and vidprof's threads
 around it. ``--placement host`` runs the plain f32 model in both, vidprof converting each frame on the host
-(~0.3 CPU-ms a frame that, on 2 cores the model already fills, comes out of inference).
+(~0.3 CPU-ms a frame that, on 2 cores the model already fills, comes out of inference). Either way the IR is
+the model ``vidprof.pipeline.build`` compiles for that placement (captured from the build, not rebuilt here),
+the same build the vidprof CLI run goes through.
 
 Why synthetic 300x300 with host preprocessing: the infer requests then run exactly the IR benchmark_app
 runs, on the same f32 1x3x300x300 input. ``fused`` would add resize/convert/layout nodes to the model,
@@ -52,7 +54,6 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
 
 from bench._common import REPO_ROOT, base_parser, fmt, log, machine_note, median, result_line, run_interleaved
-from vidprof.samples import assets
 
 SIZE = 300  # the sample model's input side; the synthetic source matches it
 
@@ -76,19 +77,25 @@ def run_child(cmd: list[str], cwd: str | None = None) -> tuple[subprocess.Comple
     return proc, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def fused_model(folder: str) -> str:
-    """The sample model with vidprof's fused preprocessing built in, saved as IR: exactly the graph vidprof
-    compiles for ``--preprocess fused`` on a SIZE x SIZE source, so benchmark_app can run the same graph."""
+def built_model(folder: str, placement: str) -> tuple[str, dict[str, Any]]:
+    """The very graph ``vidprof.pipeline.build`` compiles for ``--preprocess PLACEMENT`` on the synthetic
+    SIZE x SIZE source (``Parts.model``), saved as IR so benchmark_app runs the same graph; also what the
+    device resolved. A compiled model cannot go to benchmark_app (its ``.blob`` path refuses to start: it
+    takes its unset precision options as set). ``fused``: the sample model with vidprof's preprocessing
+    built in (u8 1x300x300x3 BGR input); ``host``: the plain sample model.
+    """
     import openvino as ov
 
-    from vidprof.stages.model_input import read_input_spec
-    from vidprof.stages.preprocess import PreprocessOptions, fuse_preprocessing
+    from vidprof.pipeline.build import build
+    from vidprof.pipeline.config import RunConfig
 
-    model = ov.Core().read_model(assets.sample_model_path())
-    spec = read_input_spec(model, (SIZE, SIZE))
-    path = os.path.join(folder, "sample_fused.xml")
-    ov.save_model(fuse_preprocessing(model, spec, PreprocessOptions(), SIZE, SIZE), path, compress_to_fp16=False)
-    return path
+    parts = build(RunConfig(sources=(f"synthetic:{SIZE}x{SIZE}@30",), preprocess=placement, frames=1))
+    try:
+        path = os.path.join(folder, f"sample_{placement}.xml")
+        ov.save_model(parts.model, path, compress_to_fp16=False)
+        return path, dict(parts.resolved)
+    finally:
+        parts.close()
 
 
 PLACEMENT = "fused"  # set from --placement in main()
@@ -161,7 +168,7 @@ def main() -> None:
 
     work = tempfile.mkdtemp(prefix="vidprof-bench-")
     # DetectorSpec() default: 1x3x300x300 f32 NCHW; fused: the same with a u8 1x300x300x3 BGR input.
-    model = fused_model(work) if PLACEMENT == "fused" else assets.sample_model_path()
+    model, built = built_model(work, PLACEMENT)
     # Short runs first: they resolve streams/nireq for benchmark_app, warm the page cache, and give the
     # start-up CPU baselines for the CPU-per-frame figures.
     base_v = vidprof_run(60, zero_copy=True, nireq=a.nireq)
@@ -174,9 +181,11 @@ def main() -> None:
     print(f"vidprof resolved: {resolved}")
     print(f"benchmark_app compiled: {base_b.props}")
     print(f"benchmark_app: -d CPU -hint throughput -load_config {{CPU: {{NUM_STREAMS: {streams}}}}} -nireq {nireq} "
-          f"-t {a.seconds} -shape [1,3,{SIZE},{SIZE}]")
+          f"-t {a.seconds}" + (f" -shape [1,3,{SIZE},{SIZE}]" if PLACEMENT == "host" else ""))
     if base_b.props.get("NUM_STREAMS") != str(streams) or base_b.props.get("requests") != str(nireq):
         print(f"WARNING: benchmark_app did not take streams={streams} nireq={nireq}: {base_b.props}")
+    if str(built.get("streams")) != str(streams):
+        print(f"WARNING: the in-process build resolved streams={built.get('streams')}, the vidprof run {streams}")
     print(f"vidprof: --source synthetic:{SIZE}x{SIZE}@30 --frames {a.frames} --preprocess {PLACEMENT} "
           "--postprocess passthrough [--no-zero-copy]")
 

@@ -4,15 +4,21 @@
 
 Each round, for each placement (``separate``, ``host``, ``fused``), measures back to back on the sample
 clip (720p mp4v, 300 frames):
-- decode alone: open the clip with vidprof's source and read every frame; CPU seconds per frame;
-- preprocess alone on decoded frames held in memory; CPU seconds per frame (``fused`` is only the
-  zero-copy wrap here: its resize runs inside the infer request);
-- inference alone: vidprof's own ``InferenceStage`` (same compile options and nireq as the runner)
-  fed pre-made input tensors, FPS = frames / wall seconds. ``separate`` and ``host`` feed the same
-  model the same f32 1x3x300x300 tensor; ``fused`` runs the model with the preprocessing built in on
-  the 720p u8 frame. Each placement gets its own run, next to its pipeline run;
-- the full pipeline (``Runner`` with a real registry, as the CLI runs it), FPS = completed / wall
-  seconds; the clip loops so a run lasts several seconds.
+- decode alone: open the clip as the build opens a stream's source (``build.open_sources``) and read
+  every frame; CPU seconds per frame;
+- preprocess alone: the preprocess stage ``vidprof.pipeline.build.build`` makes for the placement, on
+  decoded frames held in memory; CPU seconds per frame (``fused`` is only the zero-copy wrap here: its
+  resize runs inside the infer request);
+- inference alone: vidprof's own ``InferenceStage`` on the build's compiled model and nireq, fed
+  pre-made input tensors (held frames put through the build's preprocess), FPS = frames / wall seconds.
+  ``separate`` and ``host`` feed the model the f32 1x3x300x300 tensor; ``fused`` runs the model with
+  the preprocessing built in on the 720p u8 frame. Each placement gets its own run, next to its
+  pipeline run. The build's ``Postprocess`` is then timed on the outputs;
+- the full pipeline (``Runner`` with a real registry, as the CLI runs it, on the same config), FPS =
+  completed / wall seconds; the clip loops so a run lasts several seconds.
+
+Every measurement builds its own parts and closes them (the build, compiling included, is outside
+the timed part), so no compiled model outlives the measurement it serves.
 
     bound_fps = 1 / (1 / inference_only_fps + (decode_cpu + preprocess_cpu) / cores)
 
@@ -30,6 +36,7 @@ pipeline's CPU per frame: CPU accounting is much less disturbed by other jobs th
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -39,46 +46,33 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
 
-import openvino as ov
 from prometheus_client import CollectorRegistry
 
 from bench._common import base_parser, fmt, log, machine_note, median, ordered, result_line, run_interleaved
+from vidprof.pipeline.build import build, open_sources
 from vidprof.pipeline.config import RunConfig
 from vidprof.pipeline.runner import Runner
 from vidprof.profiling.clock import MonotonicClock
 from vidprof.samples import assets
-from vidprof.stages import sources
 from vidprof.stages.frame import Frame
-from vidprof.stages.inference import InferenceOptions, InferenceStage, compile_model, resolved_nireq
-from vidprof.stages.model_input import InputSpec, read_input_spec
-from vidprof.stages.postprocess import Postprocess, PostprocessOptions
-from vidprof.stages.preprocess import (
-    FusedPreprocess,
-    HostPreprocess,
-    PreprocessOptions,
-    SeparatePreprocess,
-    fuse_preprocessing,
-)
+from vidprof.stages.inference import InferenceStage
 
 PLACEMENTS = ("separate", "host", "fused")
 HELD_FRAMES = 16  # decoded frames kept for the preprocess measurements (a 720p frame is 2.7 MB)
 PRE_ITERS = 300  # preprocess calls per measurement
 
 
-@dataclass
-class Held:
-    """What the stage-alone measurements work on: a few decoded frames and the model's input spec."""
-
-    images: list[np.ndarray]
-    width: int
-    height: int
-    spec: InputSpec
+def stage_config(placement: str, clip: str) -> RunConfig:
+    """One stream of the sample clip, default settings: what the stages alone are built from, and (with a
+    frame count and looping) the pipeline run's config, so both measure what ``build`` makes of it."""
+    return RunConfig(sources=(clip,), preprocess=placement, pipeline_name="bench")
 
 
 def decode_alone(clip: str) -> tuple[float, list[np.ndarray]]:
-    """CPU seconds per frame to open and decode the whole clip; also returns a few frames to reuse."""
+    """CPU seconds per frame to open and decode the whole clip, opened as the build opens a stream's source
+    (``build.open_sources``, no model compiled); also returns a few frames to reuse."""
     c0 = time.process_time()
-    src = sources.open_source(clip)
+    [(_, src)] = open_sources(RunConfig(sources=(clip,)))
     n, kept = 0, []
     try:
         while (img := src.read()) is not None:
@@ -90,25 +84,19 @@ def decode_alone(clip: str) -> tuple[float, list[np.ndarray]]:
     return (time.process_time() - c0) / n, kept
 
 
-def make_preprocess(placement: str, core: ov.Core, held: Held) -> SeparatePreprocess | HostPreprocess | FusedPreprocess:
-    opts = PreprocessOptions()
-    if placement == "separate":
-        return SeparatePreprocess(core, "CPU", held.spec, opts, held.width, held.height)
-    if placement == "host":
-        return HostPreprocess(held.spec, opts)
-    return FusedPreprocess(held.width, held.height)
-
-
-def preprocess_alone(placement: str, held: Held) -> float:
-    """CPU seconds per frame of one placement's preprocess stage (built outside the timed part)."""
-    stage = make_preprocess(placement, ov.Core(), held)
-    stage.process(Frame(0, image=held.images[0]))  # the first call may allocate; keep it out
-    c0 = time.process_time()
-    for i in range(PRE_ITERS):
-        stage.process(Frame(i, image=held.images[i % len(held.images)]))
-    cpu = (time.process_time() - c0) / PRE_ITERS
-    stage.close()
-    return cpu
+def preprocess_alone(placement: str, clip: str, images: list[np.ndarray]) -> float:
+    """CPU seconds per frame of the preprocess stage the build makes for this placement (building, which also
+    compiles the model, is outside the timed part)."""
+    parts = build(stage_config(placement, clip))
+    try:
+        stage = parts.streams[0].preprocess
+        stage.process(Frame(0, image=images[0]))  # the first call may allocate; keep it out
+        c0 = time.process_time()
+        for i in range(PRE_ITERS):
+            stage.process(Frame(i, image=images[i % len(images)]))
+        return (time.process_time() - c0) / PRE_ITERS
+    finally:
+        parts.close()
 
 
 @dataclass
@@ -118,51 +106,48 @@ class InferAlone:
     post_cpu_per_frame: float
 
 
-def inference_alone(fused: bool, held: Held, frames: int) -> InferAlone:
-    """vidprof's InferenceStage on pre-made inputs, compiled as the runner compiles it.
+def inference_alone(placement: str, clip: str, images: list[np.ndarray], frames: int) -> InferAlone:
+    """vidprof's InferenceStage on pre-made inputs, on the compiled model and nireq the build makes.
 
-    Also times Postprocess on the outputs afterwards (not overlapped), for the bound that includes it.
+    The inputs are held frames put through the build's own preprocess stage (outside the timed part), so
+    the model gets the very tensors the pipeline feeds it: ``separate`` and ``host`` the f32 1x3x300x300
+    input, ``fused`` the 720p u8 frame. Also times the build's Postprocess on the outputs afterwards
+    (not overlapped), for the bound that includes it.
     """
-    core = ov.Core()
-    model = core.read_model(assets.sample_model_path())
-    spec = read_input_spec(model, (held.width, held.height))
-    if fused:
-        model = fuse_preprocessing(model, spec, PreprocessOptions(), held.width, held.height)
-        tensors = [np.ascontiguousarray(img)[None] for img in held.images[:4]]
-    else:
-        host = HostPreprocess(spec, PreprocessOptions())
+    cfg = stage_config(placement, clip)
+    parts = build(cfg)
+    try:
         tensors = []
-        for img in held.images[:4]:
+        for img in images[:4]:
             f = Frame(0, image=img)
-            host.process(f)
+            parts.streams[0].preprocess.process(f)
             assert f.tensor is not None
             tensors.append(f.tensor)
-    opts = InferenceOptions()
-    compiled = compile_model(core, model, opts)
-    nireq = resolved_nireq(compiled, opts)
-    done: list[Frame] = []
-    stage = InferenceStage(compiled, nireq, opts, MonotonicClock(), done.append)  # list.append is atomic
-    # A few frames first: the first inference is slow (allocations) and is start-up, not throughput.
-    for i in range(nireq * 2):
-        stage.submit(Frame(i, tensor=tensors[i % len(tensors)]))
-    stage.drain()
-    done.clear()
-    c0, t0 = time.process_time(), time.perf_counter()
-    for i in range(frames):
-        stage.submit(Frame(i, tensor=tensors[i % len(tensors)]))
-    stage.drain()
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    if len(done) != frames or any(f.error is not None for f in done):
-        raise SystemExit(f"inference-only run: {len(done)}/{frames} frames back, errors: "
-                         f"{[f.error for f in done if f.error][:3]}")
-    post = Postprocess(PostprocessOptions(), [tuple(o.get_shape()) for o in compiled.outputs],
-                       [o.get_any_name() if o.get_names() else "" for o in compiled.outputs])
-    sample = done[: min(len(done), 300)]
-    c1 = time.process_time()
-    for f in sample:
-        post.process(f)
-    post_cpu = (time.process_time() - c1) / len(sample)
-    return InferAlone(frames / wall, cpu / frames, post_cpu)
+        nireq = parts.nireq
+        done: list[Frame] = []
+        stage = InferenceStage(parts.compiled, nireq, cfg.inference, MonotonicClock(), done.append)  # atomic append
+        # A few frames first: the first inference is slow (allocations) and is start-up, not throughput.
+        for i in range(nireq * 2):
+            stage.submit(Frame(i, tensor=tensors[i % len(tensors)]))
+        stage.drain()
+        done.clear()
+        c0, t0 = time.process_time(), time.perf_counter()
+        for i in range(frames):
+            stage.submit(Frame(i, tensor=tensors[i % len(tensors)]))
+        stage.drain()
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        if len(done) != frames or any(f.error is not None for f in done):
+            raise SystemExit(f"inference-only run: {len(done)}/{frames} frames back, errors: "
+                             f"{[f.error for f in done if f.error][:3]}")
+        post = parts.postprocess
+        sample = done[: min(len(done), 300)]
+        c1 = time.process_time()
+        for f in sample:
+            post.process(f)
+        post_cpu = (time.process_time() - c1) / len(sample)
+        return InferAlone(frames / wall, cpu / frames, post_cpu)
+    finally:
+        parts.close()
 
 
 @dataclass
@@ -172,7 +157,7 @@ class PipelineRun:
 
 
 def pipeline(placement: str, clip: str, frames: int) -> PipelineRun:
-    cfg = RunConfig(sources=(clip,), frames=frames, loop=True, preprocess=placement, pipeline_name="bench")
+    cfg = dataclasses.replace(stage_config(placement, clip), frames=frames, loop=True)
     runner = Runner(cfg, registry=CollectorRegistry())
     runner.prepare()
     c0 = time.process_time()
@@ -199,11 +184,9 @@ def main() -> None:
     # Warm-up (untimed): builds the sample assets if missing, pulls the clip into the page cache,
     # and gets OpenCV's and OpenVINO's one-time initialisation out of the first round.
     _, images = decode_alone(clip)
-    spec = read_input_spec(ov.Core().read_model(assets.sample_model_path()), (images[0].shape[1], images[0].shape[0]))
-    held = Held(images, images[0].shape[1], images[0].shape[0], spec)
     pipeline(placements[0], clip, 60)
     print(machine_note())
-    print(f"clip {clip} ({held.width}x{held.height}), cores={cores}, pipeline frames={a.frames}, "
+    print(f"clip {clip} ({images[0].shape[1]}x{images[0].shape[0]}), cores={cores}, pipeline frames={a.frames}, "
           f"inference-only frames={a.infer_frames}")
 
     ratios: dict[str, list[float]] = {pl: [] for pl in placements}
@@ -215,8 +198,8 @@ def main() -> None:
             # pipeline run see the same phase of the machine's drift.
             r = run_interleaved(i + k, {
                 "decode": lambda: decode_alone(clip)[0],
-                "pre": lambda pl=pl: preprocess_alone(pl, held),
-                "infer": lambda pl=pl: inference_alone(pl == "fused", held, a.infer_frames),
+                "pre": lambda pl=pl: preprocess_alone(pl, clip, images),
+                "infer": lambda pl=pl: inference_alone(pl, clip, images, a.infer_frames),
                 "pipe": lambda pl=pl: pipeline(pl, clip, a.frames),
             })
             dec, pre = r["decode"], r["pre"]
@@ -227,11 +210,11 @@ def main() -> None:
             ratios[pl].append(pipe.fps / bound)
             # CPU accounting is far less sensitive to other jobs than wall time: the stages' CPU per
             # frame measured alone, summed, over the pipeline's CPU per frame (1.0 = no extra CPU).
-            parts = dec + pre + inf.cpu_per_frame + inf.post_cpu_per_frame
-            cpu_ratios[pl].append(parts / pipe.cpu_per_frame)
+            summed = dec + pre + inf.cpu_per_frame + inf.post_cpu_per_frame
+            cpu_ratios[pl].append(summed / pipe.cpu_per_frame)
             print(f"round {i + 1} {pl:8s} cpu-ms/frame: decode {dec * 1e3:.2f} preprocess {pre * 1e3:.2f} "
                   f"inference {inf.cpu_per_frame * 1e3:.2f} postprocess {inf.post_cpu_per_frame * 1e3:.2f} "
-                  f"(sum {parts * 1e3:.2f}, pipeline {pipe.cpu_per_frame * 1e3:.2f}) | inference-only "
+                  f"(sum {summed * 1e3:.2f}, pipeline {pipe.cpu_per_frame * 1e3:.2f}) | inference-only "
                   f"{inf.fps:6.1f} FPS | bound {bound:6.1f} FPS (with postprocess {bound_post:6.1f}) | "
                   f"pipeline {pipe.fps:6.1f} FPS | ratio {pipe.fps / bound:.3f}", flush=True)
 

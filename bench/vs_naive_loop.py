@@ -4,8 +4,10 @@
 
 - vidprof: ``Runner`` with a real ``CollectorRegistry`` (what the CLI runs), default settings
   (throughput hint, the device's streams and nireq), FPS = completed / wall seconds.
-- naive: one thread, ``cv2.VideoCapture.read`` -> the same vidprof preprocess object -> sync
-  ``InferRequest.infer()`` -> the same ``stages.postprocess.Postprocess``; no timing marks, no metrics.
+- naive: one thread, ``read`` on the source -> preprocess -> sync ``InferRequest.infer()`` ->
+  postprocess, on the parts ``vidprof.pipeline.build.build`` makes from the same config (the clip's
+  ``cv2.VideoCapture``, the placement's preprocess stage, the compiled model, the output decoder), so
+  both sides run the same objects; no timing marks, no metrics, no threads.
   The naive loop compiles with the LATENCY hint: with a sync loop only one request is ever in flight,
   and the latency hint gives that one request every core (the throughput hint would split the CPU
   into streams of which a sync loop uses one, a straw man). ``--naive-hint throughput`` shows that.
@@ -19,36 +21,29 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Any
-
-import cv2
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
 
-import openvino as ov
 from prometheus_client import CollectorRegistry
 
 from bench._common import base_parser, fmt, log, machine_note, median, result_line, run_interleaved
+from vidprof.pipeline.build import build
 from vidprof.pipeline.config import RunConfig
 from vidprof.pipeline.runner import Runner
 from vidprof.samples import assets
 from vidprof.stages.frame import Frame
-from vidprof.stages.inference import InferenceOptions, compile_model
-from vidprof.stages.model_input import read_input_spec
-from vidprof.stages.postprocess import Postprocess, PostprocessOptions
-from vidprof.stages.preprocess import (
-    PLACEMENTS,
-    FusedPreprocess,
-    HostPreprocess,
-    PreprocessOptions,
-    SeparatePreprocess,
-    fuse_preprocessing,
-)
+from vidprof.stages.inference import InferenceOptions
+from vidprof.stages.preprocess import PLACEMENTS
+
+
+def config(clip: str, frames: int, placement: str, hint: str = "throughput") -> RunConfig:
+    """The config both sides build from; only the naive loop's compile hint differs."""
+    return RunConfig(sources=(clip,), frames=frames, loop=True, preprocess=placement, pipeline_name="bench",
+                     inference=InferenceOptions(hint=hint))
 
 
 def vidprof(clip: str, frames: int, placement: str) -> float:
-    runner = Runner(RunConfig(sources=(clip,), frames=frames, loop=True, preprocess=placement, pipeline_name="bench"),
-                    registry=CollectorRegistry())
+    runner = Runner(config(clip, frames, placement), registry=CollectorRegistry())
     runner.run()
     s = runner.summary().report
     if s["fault"] or s["frames"]["failed"] or s["frames"]["completed"] != frames:
@@ -57,44 +52,30 @@ def vidprof(clip: str, frames: int, placement: str) -> float:
 
 
 def naive(clip: str, frames: int, placement: str, hint: str) -> float:
-    """The loop a user writes first. Set-up (compile) is outside the timed part, as in the runner."""
-    cap = cv2.VideoCapture(clip)
-    w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-    core = ov.Core()
-    model = core.read_model(assets.sample_model_path())
-    spec = read_input_spec(model, (w, h))
-    opts = PreprocessOptions()
-    pre: Any
-    if placement == "fused":
-        model = fuse_preprocessing(model, spec, opts, w, h)
-        pre = FusedPreprocess(w, h)
-    elif placement == "separate":
-        pre = SeparatePreprocess(core, "CPU", spec, opts, w, h)
-    else:
-        pre = HostPreprocess(spec, opts)
-    compiled = compile_model(core, model, InferenceOptions(hint=hint))
-    request = compiled.create_infer_request()
-    post = Postprocess(PostprocessOptions(), [tuple(o.get_shape()) for o in compiled.outputs],
-                       [o.get_any_name() if o.get_names() else "" for o in compiled.outputs])
-    done, rewound = 0, False
-    t0 = time.perf_counter()
-    while done < frames:
-        ok, img = cap.read()
-        if not ok:  # loop the clip, as the runner's --loop does
-            if rewound:
-                raise SystemExit(f"cannot decode {clip} even after rewinding it")
-            cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-            rewound = True
-            continue
-        rewound = False
-        frame = Frame(done, image=img)
-        pre.process(frame)
-        request.infer({0: frame.tensor}, share_inputs=True)  # no input copy, as vidprof (zero-copy)
-        frame.outputs = [request.get_output_tensor(i).data.copy() for i in range(len(compiled.outputs))]
-        post.process(frame)
-        done += 1
-    wall = time.perf_counter() - t0
-    cap.release()
+    """The loop a user writes first, on what ``build`` makes: the source it opened (OpenCV's VideoCapture,
+    rewound at the end as --loop does), the preprocess stage, the compiled model and the output decoder.
+    Set-up (build, compile) is outside the timed part, as in the runner."""
+    parts = build(config(clip, frames, placement, hint))
+    try:
+        src, pre = parts.streams[0].source, parts.streams[0].preprocess
+        compiled, post = parts.compiled, parts.postprocess
+        request = compiled.create_infer_request()
+        n_out = len(compiled.outputs)
+        done = 0
+        t0 = time.perf_counter()
+        while done < frames:
+            img = src.read()
+            if img is None:
+                raise SystemExit(f"{clip}: the source ended after {done} of {frames} frames, even looping")
+            frame = Frame(done, image=img)
+            pre.process(frame)
+            request.infer({0: frame.tensor}, share_inputs=True)  # no input copy, as vidprof (zero-copy)
+            frame.outputs = [request.get_output_tensor(i).data.copy() for i in range(n_out)]
+            post.process(frame)
+            done += 1
+        wall = time.perf_counter() - t0
+    finally:
+        parts.close()
     return frames / wall
 
 

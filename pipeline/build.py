@@ -56,6 +56,7 @@ class StreamParts:
 @dataclass(frozen=True)
 class Parts:
     streams: tuple[StreamParts, ...]
+    model: ov.Model  # the graph that was compiled (with fused preprocessing, if any): what benchmark_app can run
     compiled: ov.CompiledModel
     nireq: int
     postprocess: Postprocess  # stateless per frame: one decoder serves every stream
@@ -237,5 +238,5 @@ def _build(config: RunConfig, opened: list[tuple[StreamSpec, sources.Source]]) -
     blank = Frame(-1, image=np.zeros((first.height, first.width, 3), np.uint8))
     streams[0].preprocess.process(blank)
     assert blank.tensor is not None
-    return Parts(tuple(streams), compiled, nireq, postprocess, spec, model_path, blank.tensor, original_names,
+    return Parts(tuple(streams), model, compiled, nireq, postprocess, spec, model_path, blank.tensor, original_names,
                  startup, resolved_settings(compiled, nireq))
