@@ -1,33 +1,46 @@
 """``vidprof tune``: sweep run settings, measure each configuration end to end, and recommend one.
 
-Each configuration runs as its own ``vidprof run`` subprocess on the same frames: peak memory is
-then that configuration's own (a process's peak RSS never goes down, so in-process runs would
-inherit the largest one), a configuration that crashes cannot take the sweep with it, and what a
-user reruns is exactly what was measured. Repeats are interleaved (A B C A B C) because these
-machines drift between minutes.
+Each configuration is a ``RunConfig`` (the settings tune shares with run, with the grid's applied)
+and runs as its own ``vidprof run`` subprocess, from ``RunConfig.to_argv()``, on the same frames: peak
+memory is then that configuration's own (a process's peak RSS never goes down, so in-process runs would
+inherit the largest one), a configuration that crashes cannot take the sweep with it, and what a user
+reruns (the recommended command, from ``to_argv()`` too) is exactly what was measured. Repeats are
+interleaved (A B C A B C) because these machines drift between minutes.
 """
 
 from __future__ import annotations
 
 import csv
 import itertools
-import json
 import os
 import shlex
 import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from vidprof.pipeline.accuracy import AGREEMENT_FLOOR, compare, load_outputs
+from vidprof.pipeline.config import RunConfig
 from vidprof.profiling.errors import RunError, UsageError, runtime_detail
+from vidprof.profiling.report import RunReport, read_report
 
-# grid key -> how it becomes `vidprof run` arguments
 BOOL_KEYS = {"zero_copy", "sync"}
 GRID_KEYS = ("hint", "streams", "nireq", "preprocess", "infer_precision", "zero_copy", "device", "sync", "batch")
+# grid key -> the RunConfig field it sets ("inference.X": a field of its InferenceOptions), and how the
+# grid's text becomes the field's value. batch has none: only 1 is accepted, which is what vidprof does.
+GRID_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "hint": ("inference.hint", str),
+    "streams": ("inference.streams", int),
+    "nireq": ("inference.nireq", int),
+    "preprocess": ("preprocess", str),
+    "infer_precision": ("inference.infer_precision", str),
+    "zero_copy": ("inference.zero_copy", lambda v: v == "true"),
+    "device": ("inference.device", str),
+    "sync": ("inference.sync", lambda v: v == "true"),
+}
 _ALIASES = {"infer-precision": "infer_precision", "precision": "infer_precision", "zero-copy": "zero_copy"}
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
@@ -92,81 +105,86 @@ def configurations(grid: dict[str, list[str]]) -> list[dict[str, str]]:
     return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(grid[k] for k in keys))]
 
 
-def run_args(settings: dict[str, str]) -> list[str]:
-    """The `vidprof run` arguments that apply ``settings``."""
-    args: list[str] = []
-    for key, value in settings.items():
-        if key == "batch":
-            continue  # only 1, the default
-        if key == "zero_copy":
-            args.append("--zero-copy" if value == "true" else "--no-zero-copy")
-        elif key == "sync":
-            if value == "true":
-                args.append("--sync")
-        else:
-            args += [f"--{key.replace('_', '-')}", value]
-    return args
+def apply(base: RunConfig, settings: Mapping[str, str]) -> RunConfig:
+    """``base`` with the grid's ``settings`` on the fields they name; the result checks itself, so a bad
+    value fails with run's own message (``--hint 'fastest': expected one of ...``)."""
+    top: dict[str, Any] = {}
+    inference: dict[str, Any] = {}
+    for key, text in settings.items():
+        if key not in GRID_FIELDS:
+            continue  # batch
+        name, convert = GRID_FIELDS[key]
+        part, _, attr = name.rpartition(".")
+        (inference if part == "inference" else top)[attr] = convert(text)
+    return replace(base, inference=replace(base.inference, **inference), **top)
 
 
 def label(settings: dict[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in settings.items()) or "defaults"
 
 
-def preflight(source: str | None, model: str | None, configs: Sequence[dict[str, str]]) -> None:
-    """Check the source and the model once, and compile each distinct device setting once, before the
-    sweep: a bad value is an error now, with the right culprit, not N configurations later."""
+DEVICE_KEYS = ("device", "hint", "streams", "infer_precision")  # the grid keys that reach the compile step
+
+
+def preflight(base: RunConfig, configs: Sequence[tuple[Mapping[str, str], RunConfig]]) -> None:
+    """Check the sources and the model once, and compile each distinct device setting once, before the
+    sweep: a bad value is an error now, with the right culprit, not N configurations later.
+
+    ``configs``: each configuration's grid settings (to name the culprit) and its RunConfig."""
     import openvino as ov
 
     from vidprof.pipeline.build import VIRTUAL_DEVICES
     from vidprof.samples import assets
-    from vidprof.stages.inference import InferenceOptions
     from vidprof.stages.sources import open_source
 
-    open_source(source or assets.sample_clip_path()).close()
+    for src in dict.fromkeys(base.sources or (None,)):
+        open_source(src or assets.sample_clip_path()).close()
     core = ov.Core()
-    path = model or assets.sample_model_path()
+    path = base.model or assets.sample_model_path()
     if not os.path.exists(path):
         raise RunError(f"model {path}: no such file; expected an OpenVINO IR, ONNX, TFLite or other model")
     try:
         core.read_model(path)
     except RuntimeError as e:
         raise RunError(f"cannot read model {path}: {runtime_detail(e)}") from e
-    seen: set[tuple[tuple[str, str], ...]] = set()
+    seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
     devices = set(core.available_devices)
-    for cfg in configs:
-        device_keys = tuple(sorted((k, v) for k, v in cfg.items() if k in ("device", "hint", "streams",
-                                                                           "infer_precision")))
-        if device_keys in seen:
+    for settings, cfg in configs:
+        inf = cfg.inference
+        compile_config = inf.compile_config()
+        key = (inf.device, tuple(sorted(compile_config.items())))
+        if key in seen:
             continue
-        seen.add(device_keys)
-        d = dict(device_keys)
-        device = d.get("device", "CPU")
-        base = device.split(":")[0].split(".")[0]
-        if base not in devices and base not in VIRTUAL_DEVICES:
-            raise UsageError(f"--grid device={device}: not available here (available: {', '.join(sorted(devices))})")
-        opts = InferenceOptions(device=device, hint=d.get("hint", "throughput"),
-                                streams=int(d["streams"]) if "streams" in d else None,
-                                infer_precision=d.get("infer_precision"))
+        seen.add(key)
+        varied = {k: v for k, v in settings.items() if k in DEVICE_KEYS}
+        # The grid's value when the grid set one, else the option every configuration shares.
+        culprit = f"--grid {label(varied)}" if varied else f"--device {inf.device} with {compile_config or 'defaults'}"
+        device_culprit = f"--grid device={inf.device}" if "device" in settings else f"--device {inf.device}"
+        base_device = inf.device.split(":")[0].split(".")[0]
+        if base_device not in devices and base_device not in VIRTUAL_DEVICES:
+            raise UsageError(f"{device_culprit}: not available here (available: {', '.join(sorted(devices))})")
         try:
-            core.compile_model(path, device, opts.compile_config())
+            core.compile_model(path, inf.device, compile_config)
         except RuntimeError as e:
-            raise UsageError(f"--grid {label(d)}: the device rejects it ({runtime_detail(e)}); drop that value") from e
+            what = "drop that value" if varied else "change them"
+            raise UsageError(f"{culprit}: the device rejects it ({runtime_detail(e)}); {what}") from e
 
 
 @dataclass
 class Result:
     settings: dict[str, str]
+    config: RunConfig  # what runs: the shared settings with ``settings`` applied
     reference: bool = False
-    runs: list[dict[str, Any]] = field(default_factory=list)
+    runs: list[RunReport] = field(default_factory=list)
     error: str | None = None
     accuracy: dict[str, Any] | None = None
     outputs_path: str | None = None
 
-    def _med(self, get: Callable[[dict[str, Any]], float | None]) -> float | None:
+    def _med(self, get: Callable[[RunReport], float | None]) -> float | None:
         vals = [v for r in self.runs if (v := get(r)) is not None]
         return statistics.median(vals) if vals else None
 
-    def _spread(self, get: Callable[[dict[str, Any]], float | None]) -> list[float] | None:
+    def _spread(self, get: Callable[[RunReport], float | None]) -> list[float] | None:
         vals = [v for r in self.runs if (v := get(r)) is not None]
         return [min(vals), max(vals)] if vals else None
 
@@ -175,21 +193,21 @@ class Result:
         return self.error is None and bool(self.runs)
 
     def to_dict(self) -> dict[str, Any]:
-        last = self.runs[-1] if self.runs else {}
+        last = self.runs[-1] if self.runs else None
         return {
             "config": self.settings,
             "reference": self.reference,
             "status": "ok" if self.ok else "failed",
             "error": self.error,
-            "fps": self._med(lambda r: r["fps"]),
-            "fps_spread": self._spread(lambda r: r["fps"]),
-            "model_only_fps": self._med(lambda r: r.get("model_only_fps")),
-            "e2e": {"p50": self._med(lambda r: r["e2e"]["p50"]), "p99": self._med(lambda r: r["e2e"]["p99"]),
-                    "p99_spread": self._spread(lambda r: r["e2e"]["p99"])},
-            "bottleneck": last.get("bottleneck", {}).get("stage"),
-            "peak_rss_bytes": self._med(lambda r: r["memory"].get("peak_rss_bytes")),
-            "compile_seconds": self._med(lambda r: r["startup"].get("compile")),
-            "precision": (last.get("config", {}).get("resolved") or {}).get("precision"),
+            "fps": self._med(lambda r: r.fps),
+            "fps_spread": self._spread(lambda r: r.fps),
+            "model_only_fps": self._med(lambda r: r.model_only_fps),
+            "e2e": {"p50": self._med(lambda r: r.e2e.p50), "p99": self._med(lambda r: r.e2e.p99),
+                    "p99_spread": self._spread(lambda r: r.e2e.p99)},
+            "bottleneck": last.bottleneck.stage if last else None,
+            "peak_rss_bytes": self._med(lambda r: r.memory.get("peak_rss_bytes")),
+            "compile_seconds": self._med(lambda r: r.startup.get("compile")),
+            "precision": (last.config.get("resolved") or {}).get("precision") if last else None,
             "repeats": len(self.runs),
             "accuracy": self.accuracy,
         }
@@ -227,8 +245,7 @@ def recommend(results: Sequence[dict[str, Any]], max_latency: float | None) -> t
 @dataclass(frozen=True)
 class TuneOptions:
     grid: dict[str, list[str]]
-    base_args: tuple[str, ...]  # source, model, frames and the other fixed `vidprof run` arguments
-    model: str | None
+    base: RunConfig  # what every configuration shares (source, model, frames, ...); the grid overrides its keys
     reference: dict[str, str]
     repeat: int = 1
     warmup: int = 5
@@ -245,14 +262,15 @@ class TuneOptions:
             raise UsageError("--max-latency-ms: expected a positive number of milliseconds")
 
 
-def run_one(opts: TuneOptions, settings: dict[str, str], workdir: str, tag: str, keep_outputs: bool,
-            timeout: float = 1800) -> tuple[dict[str, Any] | None, str | None, str | None]:
+def run_one(opts: TuneOptions, config: RunConfig, workdir: str, tag: str, keep_outputs: bool,
+            timeout: float = 1800) -> tuple[RunReport | None, str | None, str | None]:
     """Run one configuration as `vidprof run`; returns (report, outputs path, error)."""
     report = os.path.join(workdir, f"{tag}.json")
     outputs = os.path.join(workdir, f"{tag}.npz") if keep_outputs else None
-    cmd = [sys.executable, "-m", "vidprof.pipeline", "run", *opts.base_args, *run_args(settings),
-           "--report", report, "--quiet", "--no-metrics", "--warmup", str(opts.warmup),
-           "--model-only-seconds", str(opts.model_only_seconds)]
+    measured = replace(config, report=report, warmup=opts.warmup)
+    # The port and the outputs file are not settings of the config (see RunConfig.to_argv): added here.
+    cmd = [sys.executable, "-m", "vidprof.pipeline", "run", *measured.to_argv(), "--quiet", "--no-metrics",
+           "--model-only-seconds", repr(opts.model_only_seconds)]
     if outputs:
         cmd += ["--dump-outputs", outputs]
     try:
@@ -264,24 +282,25 @@ def run_one(opts: TuneOptions, settings: dict[str, str], workdir: str, tag: str,
         why = errors[-1].removeprefix("vidprof: error: ") if errors else (proc.stderr.strip().splitlines() or
                                                                           [f"exit code {proc.returncode}"])[-1]
         return None, None, why
-    with open(report) as f:
-        return json.load(f), outputs, None
+    try:
+        return read_report(report), outputs, None
+    except RunError as e:  # a run that wrote a report this version cannot read: that configuration failed
+        return None, None, str(e)
 
 
 def sweep(opts: TuneOptions, on_step: Callable[[str], None] | None = None) -> dict[str, Any]:
-    configs = configurations(opts.grid)
-    results = [Result(c) for c in configs]
-    ref = Result(dict(opts.reference), reference=True)
+    results = [Result(c, apply(opts.base, c)) for c in configurations(opts.grid)]
+    ref = Result(dict(opts.reference), apply(opts.base, opts.reference), reference=True)
     with tempfile.TemporaryDirectory(prefix="vidprof-tune-") as work:
         # The reference first: every configuration is compared with its outputs.
-        rep, ref.outputs_path, ref.error = run_one(opts, ref.settings, work, "ref", keep_outputs=True)
+        rep, ref.outputs_path, ref.error = run_one(opts, ref.config, work, "ref", keep_outputs=True)
         if on_step:
             on_step("reference " + label(ref.settings))
         if rep is None:
             raise RunError(f"the reference configuration ({label(ref.settings)}) failed: {ref.error}; "
                            "choose another with --reference")
         ref.runs.append(rep)
-        decoder = rep["config"].get("postprocess_decoder", "passthrough")
+        decoder = rep.config.get("postprocess_decoder", "passthrough")
         ref_outputs = load_outputs(ref.outputs_path)  # type: ignore[arg-type]
         for k in range(opts.repeat):
             for i, res in enumerate(results):  # interleaved: A B C A B C
@@ -290,7 +309,7 @@ def sweep(opts: TuneOptions, on_step: Callable[[str], None] | None = None) -> di
                         on_step(f"skip (failed) {label(res.settings)}")
                     continue
                 first = k == 0
-                rep, out, err = run_one(opts, res.settings, work, f"c{i}_r{k}", keep_outputs=first)
+                rep, out, err = run_one(opts, res.config, work, f"c{i}_r{k}", keep_outputs=first)
                 if rep is None:
                     res.error = err
                 else:
@@ -301,26 +320,29 @@ def sweep(opts: TuneOptions, on_step: Callable[[str], None] | None = None) -> di
                 if on_step:
                     on_step(label(res.settings))
         ref.accuracy = compare(ref_outputs, ref_outputs, decoder)
-    rows = [r.to_dict() for r in results] + [ref.to_dict()]
+    everything = [*results, ref]
+    rows = [r.to_dict() for r in everything]
     points = [(r["fps"], r["e2e"]["p99"]) if r["status"] == "ok" else None for r in rows]
     best, why = recommend(rows, opts.max_latency)
     return {
         "vidprof_tune": 1,
         "grid": opts.grid,
-        "base_args": list(opts.base_args),
+        "base_args": opts.base.to_argv(),
         "max_latency_seconds": opts.max_latency,
         "repeat": opts.repeat,
         "results": rows,
         "pareto": pareto(points),
         "recommended": best,
         "recommended_why": why,
-        "recommended_command": command_line(opts, rows[best]["config"]) if best is not None else None,
+        "recommended_command": command_line(everything[best].config) if best is not None else None,
         "reference": len(rows) - 1,
     }
 
 
-def command_line(opts: TuneOptions, settings: dict[str, str]) -> str:
-    return shlex.join(["vidprof", "run", *opts.base_args, *run_args(settings)])
+def command_line(config: RunConfig) -> str:
+    """The command that reruns a configuration as measured, less tune's measuring aids (its warm-up
+    rounds, its report file): what a user would run."""
+    return shlex.join(["vidprof", "run", *config.to_argv()])
 
 
 def write_csv(path: str, doc: dict[str, Any]) -> None:

@@ -1,8 +1,9 @@
 """Draw a saved JSON report: the Grafana dashboard's panels as one PNG, and a self-contained HTML page.
 
-Nothing here measures: every figure comes from the report (``vidprof run --report``), whose values are
-in base units (seconds, bytes). A report may come from an interrupted or failed run, or be hand-edited,
-so every panel draws what it can and says so when it cannot, rather than raise halfway through.
+Nothing here measures: every figure comes from the report (``vidprof run --report``, read into a
+``RunReport``), whose values are in base units (seconds, bytes). Reading the file checked its shape; the
+timeline rows stay plain JSON, and a run that was interrupted, failed or shorter than a second has few
+of them or gaps in them, so every panel draws what it can and says so when it cannot.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import io
 import itertools
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 # The OO API (Figure + Agg canvas) instead of pyplot: no GUI backend, no global figure state, so it works
@@ -25,6 +26,7 @@ from matplotlib.ticker import MaxNLocator
 
 from vidprof.profiling.errors import RunError
 from vidprof.profiling.marks import STAGES, WAITS
+from vidprof.profiling.report import RunReport, StageStats, as_report
 from vidprof.profiling.summary import SATURATED
 
 NAN = math.nan
@@ -35,7 +37,7 @@ WAIT_LABELS = {"infer_wait": "wait for infer request"}
 
 
 def _d(x: Any) -> dict[str, Any]:
-    """A dict, or {} for anything missing or of the wrong type (hand-edited or partial reports)."""
+    """A dict, or {} for anything missing or of the wrong type (a timeline row's gap, a free-form part)."""
     return x if isinstance(x, dict) else {}
 
 
@@ -44,10 +46,9 @@ def _f(x: Any) -> float:
     return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else NAN
 
 
-def _rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
-    tl = doc.get("timeline")
+def _rows(doc: RunReport) -> list[dict[str, Any]]:
     # A row without a time cannot be placed on any panel.
-    return [r for r in tl if isinstance(r, dict) and not math.isnan(_f(r.get("t")))] if isinstance(tl, list) else []
+    return [r for r in doc.timeline if not math.isnan(_f(r.get("t")))]
 
 
 def _col(rows: Sequence[dict[str, Any]], *path: str, scale: float = 1.0) -> list[float]:
@@ -140,29 +141,29 @@ def _short(path: Any) -> str:
     return os.path.basename(s) if os.sep in s and "://" not in s else s
 
 
-def _title(doc: dict[str, Any]) -> str:
-    cfg = _d(doc.get("config"))
+def _title(doc: RunReport) -> str:
+    cfg = doc.config
     device = _d(cfg.get("inference")).get("device", "?")
-    fps = _f(doc.get("fps"))
     return (f"vidprof: {_short(cfg.get('model'))} on {device}  ·  source {_short(cfg.get('source'))}  ·  "
-            + ("? FPS" if math.isnan(fps) else f"{fps:.1f} FPS"))
+            f"{doc.fps:.1f} FPS")
 
 
-# `vidprof report --html a --png b` draws the same doc twice and a figure takes about a second: keep the
-# last one. The doc itself is kept too, so an identity check cannot match a new doc at a recycled id.
-_last: tuple[dict[str, Any], bytes] | None = None
+# `vidprof report --html a --png b` draws the same report twice and a figure takes about a second: keep
+# the last one. The report itself is kept too, so an identity check cannot match a new one at a recycled id.
+_last: tuple[RunReport, bytes] | None = None
 
 
-def render_png(doc: dict[str, Any]) -> bytes:
+def render_png(report: RunReport | Mapping[str, Any]) -> bytes:
     """The panels as PNG bytes: the ones the Grafana dashboard draws from the live metrics."""
     global _last
+    doc = as_report(report)
     if _last is not None and _last[0] is doc:
         return _last[1]
     _last = (doc, _draw(doc))
     return _last[1]
 
 
-def _draw(doc: dict[str, Any]) -> bytes:
+def _draw(doc: RunReport) -> bytes:
     rows = _rows(doc)
     t = _col(rows, "t")
     fig = Figure(figsize=(16, 19), dpi=100)
@@ -170,8 +171,8 @@ def _draw(doc: dict[str, Any]) -> bytes:
     fig.suptitle(_title(doc), fontsize=14, fontweight="bold")
     gs = fig.add_gridspec(5, 3, left=0.05, right=0.98, top=0.95, bottom=0.03, hspace=0.38, wspace=0.22)
     ax = [fig.add_subplot(gs[i // 3, i % 3]) for i in range(13)]
-    stages = [s for s in STAGES if s in _d(doc.get("stages"))] or list(STAGES)
-    mean_fps = _f(doc.get("fps"))
+    stages = [s for s in STAGES if s in doc.stages] or list(STAGES)
+    mean_fps = doc.fps
 
     def fps() -> None:
         # Each row's FPS counts the frames completed since the previous row.
@@ -233,8 +234,8 @@ def _draw(doc: dict[str, Any]) -> bytes:
             ax[8].step([0.0, *t], [0.0, *_col(rows, key)], where="post", color=c, marker=".", label=key)
     _ts(ax[8], "Dropped and failed frames (cumulative)", "frames", t, lost, integer=True)
 
-    _startup(ax[9], _d(doc.get("startup")))
-    _busy(ax[10], _d(doc.get("busy")), _d(doc.get("bottleneck")).get("stage"))
+    _startup(ax[9], doc.startup)
+    _busy(ax[10], doc.busy, doc.bottleneck.stage)
 
     def cpu() -> None:
         # cpu_seconds is the process total including startup, so only differences between rows are a rate.
@@ -243,7 +244,7 @@ def _draw(doc: dict[str, Any]) -> bytes:
 
     def rss() -> None:
         _line(ax[12], t, _col(rows, "rss_bytes", scale=1 / MIB), color="C5", label="RSS")
-        peak = _f(_d(doc.get("memory")).get("peak_rss_bytes")) / MIB
+        peak = _f(doc.memory.get("peak_rss_bytes")) / MIB
         if not math.isnan(peak):
             ax[12].axhline(peak, color="0.3", ls="--", lw=1, label=f"peak {peak:.0f} MiB")
     _ts(ax[12], "Resident memory", "MiB", t, rss)
@@ -269,7 +270,7 @@ def _startup(ax: Axes, st: dict[str, Any]) -> None:
     ax.margins(y=0.15)
 
 
-def _busy(ax: Axes, busy: dict[str, Any], neck: Any) -> None:
+def _busy(ax: Axes, busy: dict[str, float], neck: str) -> None:
     ax.set_title("Stage busy ratio, bottleneck in red (inference: per request)", fontsize=10, loc="left")
     stages = [s for s in STAGES if s in busy] or list(busy)
     if not stages:
@@ -289,27 +290,30 @@ def _busy(ax: Axes, busy: dict[str, Any], neck: Any) -> None:
     ax.set_ylim(0, max(120.0, *[v for v in vals if not math.isnan(v)]) * 1.05)
 
 
-def _verdict(ax: Axes, doc: dict[str, Any]) -> None:
+def _problems(doc: RunReport) -> list[tuple[str, str]]:
+    """What went wrong in the run, as (label, text): the fault, the first failed frame, an interruption."""
+    out = [(label, text) for label, text in (("run stopped by a fault", doc.fault),
+                                             ("first frame error", doc.first_error)) if text]
+    if doc.interrupted:
+        out.append(("interrupted", "the figures cover what ran until then"))
+    return out
+
+
+def _verdict(ax: Axes, doc: RunReport) -> None:
     """The run in words: what a reader of the picture alone needs to act on it."""
     ax.axis("off")
-    lines = [_frames_line(doc), _bottleneck_line(doc)]
-    for key, label in (("fault", "fault"), ("first_error", "first frame error")):
-        if doc.get(key):
-            lines.append(f"{label}: {doc[key]}")
-    if doc.get("interrupted"):
-        lines.append("interrupted: the figures cover what ran until then")
+    lines = [_frames_line(doc), _bottleneck_line(doc)] + [f"{label}: {text}" for label, text in _problems(doc)]
     ax.text(0, 1, "\n\n".join(lines), va="top", ha="left", fontsize=10, wrap=True, transform=ax.transAxes)
 
 
-def _frames_line(doc: dict[str, Any]) -> str:
-    f = _d(doc.get("frames"))
-    return (f"frames: {f.get('completed', '?')} completed, {f.get('dropped', '?')} dropped, "
-            f"{f.get('failed', '?')} failed in {_f(doc.get('wall_seconds')):.2f} s  →  {_f(doc.get('fps')):.1f} FPS")
+def _frames_line(doc: RunReport) -> str:
+    f = doc.frames
+    return (f"frames: {f.completed} completed, {f.dropped} dropped, {f.failed} failed in {doc.wall_seconds:.2f} s"
+            f"  →  {doc.fps:.1f} FPS")
 
 
-def _bottleneck_line(doc: dict[str, Any]) -> str:
-    b = _d(doc.get("bottleneck"))
-    return f"bottleneck: {b.get('stage', '?')}: {b.get('advice', 'no advice in the report')}"
+def _bottleneck_line(doc: RunReport) -> str:
+    return f"bottleneck: {doc.bottleneck.stage}: {doc.bottleneck.advice}"
 
 
 def _check_folder(path: str, what: str) -> None:
@@ -327,68 +331,60 @@ def _write(path: str, data: bytes, what: str) -> None:
         raise RunError(f"{what} {path}: cannot write ({e.strerror}); choose another path") from e
 
 
-def write_png(doc: dict[str, Any], path: str) -> None:
+def write_png(report: RunReport | Mapping[str, Any], path: str) -> None:
     _check_folder(path, "--png")
-    _write(path, render_png(doc), "--png")
+    _write(path, render_png(report), "--png")
 
 
-def _table(doc: dict[str, Any]) -> str:
-    b = _d(doc.get("bottleneck"))
-    neck = b.get("stage")
+def _table(doc: RunReport) -> str:
+    neck = doc.bottleneck.stage
     # As in the busy panel: below SATURATED the busiest stage is not what limits the run.
-    mark = "  ← bottleneck" if _f(b.get("busy_ratio")) >= SATURATED else "  ← busiest"
-    rows = [(s + (mark if s == neck else ""), st, "neck" if s == neck else "")
-            for s, st in _d(doc.get("stages")).items()]
-    rows += [(WAIT_LABELS.get(w, f"queue before {w}"), st, "wait")
-             for w, st in _d(doc.get("waits")).items() if _d(st).get("count")]
-    rows.append(("end-to-end", doc.get("e2e"), "e2e"))
+    mark = "  ← bottleneck" if doc.bottleneck.busy_ratio >= SATURATED else "  ← busiest"
+    rows: list[tuple[str, StageStats, str]] = [(s + (mark if s == neck else ""), st, "neck" if s == neck else "")
+                                               for s, st in doc.stages.items()]
+    rows += [(WAIT_LABELS.get(w, f"queue before {w}"), st, "wait") for w, st in doc.waits.items() if st.count]
+    rows.append(("end-to-end", doc.e2e, "e2e"))
     cells = "".join(
-        f'<tr class="{cls}"><td>{html.escape(name)}</td><td>{html.escape(str(_d(st).get("count", "–")))}</td>'
-        + "".join(f"<td>{_ms(_d(st).get(k))}</td>" for k in ("mean", "p50", "p90", "p99", "max")) + "</tr>"
+        f'<tr class="{cls}"><td>{html.escape(name)}</td><td>{st.count}</td>'
+        + "".join(f"<td>{_ms(x)}</td>" for x in (st.mean, st.p50, st.p90, st.p99, st.max)) + "</tr>"
         for name, st, cls in rows)
     head = "".join(f"<th>{h}</th>" for h in ("figure", "count", "mean", "p50", "p90", "p99", "max"))
     return f"<table><caption>latency in ms</caption><tr>{head}</tr>{cells}</table>"
 
 
-def _facts(doc: dict[str, Any]) -> list[str]:
+def _facts(doc: RunReport) -> list[str]:
     """The console summary's lines, for the page."""
     out = [_frames_line(doc)]
-    cfg = _d(doc.get("config"))
+    cfg = doc.config
     inf, res = _d(cfg.get("inference")), _d(cfg.get("resolved"))
     # What the device chose (resolved) next to what was asked: the figures depend on both.
     out.append(f"run: model {cfg.get('model', '?')}, source {cfg.get('source', '?')}, device {inf.get('device', '?')}, "
                f"hint {inf.get('hint', '?')} (device: {res.get('hint', '?')}), {res.get('nireq', '?')} infer requests, "
                f"{res.get('streams', '?')} streams, preprocess {cfg.get('preprocess', '?')}")
-    for d, label in (("host_to_device", "host→device"), ("device_to_host", "device→host")):
-        tr = _d(_d(doc.get("transfer")).get(d))
-        n = _f(tr.get("bytes"))
-        size = "? bytes" if math.isnan(n) else f"{int(n):,} bytes"
-        out.append(f"transfer {label}: {size}, {_ms(tr.get('seconds'))} ms in total "
-                   f"({_f(_d(tr.get('per_frame')).get('mean')) * 1e6:.1f} µs per frame)")
-    st = _d(doc.get("startup"))
+    for tr, label in ((doc.transfer.host_to_device, "host→device"), (doc.transfer.device_to_host, "device→host")):
+        out.append(f"transfer {label}: {tr.bytes:,} bytes, {_ms(tr.seconds)} ms in total "
+                   f"({tr.per_frame.mean * 1e6:.1f} µs per frame)")
+    st = doc.startup
     parts = [f"{k} {_f(st[k]) * 1e3:.1f} ms" for k in ("read_model", "compile", "first_inference") if k in st]
     if "cache" in st:
         parts.append(f"model cache {st['cache']}")
     out.append("startup: " + (", ".join(parts) or "–"))
-    mem = _d(doc.get("memory"))
+    mem = doc.memory
     if mem:
         out.append("memory: " + ", ".join(f"{k.removesuffix('_bytes').replace('_', ' ')} {_f(v) / MIB:.0f} MiB"
                                           for k, v in mem.items()))
-    busy = _d(doc.get("busy"))
-    out.append("busy: " + (", ".join(f"{s} {_f(v):.0%}" for s, v in busy.items()) or "–"))
+    out.append("busy: " + (", ".join(f"{s} {v:.0%}" for s, v in doc.busy.items()) or "–"))
     return out
 
 
-def write_html(doc: dict[str, Any], path: str) -> None:
+def write_html(report: RunReport | Mapping[str, Any], path: str) -> None:
     _check_folder(path, "--html")
+    doc = as_report(report)
     png = base64.b64encode(render_png(doc)).decode("ascii")
     title = html.escape(_title(doc))
     facts = "".join(f"<li>{html.escape(x)}</li>" for x in _facts(doc))
-    problems = "".join(f'<p class="bad">{html.escape(label)}: {html.escape(str(doc[k]))}</p>'
-                       for k, label in (("fault", "run stopped by a fault"), ("first_error", "first frame error"))
-                       if doc.get(k))
-    if doc.get("interrupted"):
-        problems += '<p class="bad">interrupted: the figures cover what ran until then</p>'
+    problems = "".join(f'<p class="bad">{html.escape(label)}: {html.escape(text)}</p>'
+                       for label, text in _problems(doc))
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>

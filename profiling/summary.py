@@ -1,17 +1,30 @@
 """The run summary: statistics, busy ratios and the bottleneck, computed from the recorder.
 
-Measuring only: rendering (console table, JSON file) lives in ``profiling.console`` and
-``profiling.report``.
+Measuring only: the report's types and its JSON file live in ``profiling.report``, rendering in
+``profiling.console`` and ``profiling.html_report``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from vidprof.profiling.marks import STAGES, WAITS
 from vidprof.profiling.recorder import Recorder
+from vidprof.profiling.report import (
+    Bottleneck,
+    FrameCounts,
+    InjectedDelay,
+    Outage,
+    RunReport,
+    StageStats,
+    StreamFpsSpread,
+    StreamReport,
+    Transfer,
+    TransferDirection,
+    plain,
+)
 from vidprof.profiling.stats import Stats
 
 ADVICE = {
@@ -97,40 +110,56 @@ class StreamInfo:
     fault: str | None
     recorder: Recorder
     seconds: float  # from the run's start to this stream's end: a stream that ends early is not diluted
+    outages: tuple[Outage, ...] = ()
+    outage_count: int = 0
+    reconnects: int = 0
 
 
 def _live(kind: str | None) -> bool:
     return kind in ("camera", "url")
 
 
-def stream_report(st: StreamInfo, wall: float, nireq: int, hint: str | None) -> dict[str, Any]:
-    """One stream's figures: the same keys as the aggregate's, for one stream."""
+def stream_report(st: StreamInfo, wall: float, nireq: int, hint: str | None) -> StreamReport:
+    """One stream's figures: the same as the aggregate's, for one stream."""
     r, s = st.recorder, st.recorder.samples
     busy = busy_ratios(r, st.seconds or wall, nireq)
-    return {
-        "source": st.source,
-        "kind": st.kind,
-        "frames": {"completed": r.completed, "dropped": r.dropped, "failed": r.failed, "read": st.frames_read},
-        "seconds": st.seconds,
-        "fps": r.completed / st.seconds if st.seconds > 0 else 0.0,
-        "stages": {stage: Stats.of(s.stages[stage]).to_dict() for stage in STAGES},
-        "waits": {w: Stats.of(s.waits[w]).to_dict() for w in WAITS},
-        "e2e": Stats.of(s.e2e).to_dict(),
-        "busy": busy,
-        "bottleneck": bottleneck(busy, _live(st.kind), hint),
-        "fault": st.fault,
-        "first_error": r.first_error,
-    }
+    return StreamReport(
+        source=st.source,
+        kind=st.kind,
+        frames=FrameCounts(r.completed, r.dropped, r.failed, st.frames_read),
+        seconds=st.seconds,
+        fps=r.completed / st.seconds if st.seconds > 0 else 0.0,
+        stages={stage: StageStats.of(s.stages[stage]) for stage in STAGES},
+        waits={w: StageStats.of(s.waits[w]) for w in WAITS},
+        e2e=StageStats.of(s.e2e),
+        busy=busy,
+        bottleneck=Bottleneck(**bottleneck(busy, _live(st.kind), hint)),
+        fault=st.fault,
+        first_error=r.first_error,
+        failed_reasons={k: n for k, n in r.failed_reasons.items() if n},  # only reasons that happened
+        outages=st.outages,
+        outage_count=st.outage_count,
+        reconnects=st.reconnects,
+    )
 
 
 @dataclass
 class Summary:
-    report: dict[str, Any]
+    """A run's summary. ``run_report`` is the typed report; a later step (the CLI's model-only FPS)
+    replaces it with ``dataclasses.replace``."""
+
+    run_report: RunReport
+
+    @property
+    def report(self) -> dict[str, Any]:
+        """The report as its JSON document (the keys ``to_json`` writes), a copy to read."""
+        return self.run_report.to_json()
 
     @classmethod
     def build(cls, recorders: Sequence[Recorder], info: RunInfo, perf_counters: dict[str, Any] | None = None,
-              streams: Sequence[StreamInfo] = ()) -> Summary:
-        """The aggregate of every stream at the top level (today's keys), and each stream under ``streams``."""
+              streams: Sequence[StreamInfo] = (), inject: Mapping[str, InjectedDelay] | None = None,
+              timeline: Sequence[dict[str, Any]] = ()) -> Summary:
+        """The aggregate of every stream at the top level, and each stream under ``streams``."""
         recorder = recorders[0] if len(recorders) == 1 else Recorder.merge(recorders)
         s = recorder.samples
         wall = info.wall_seconds
@@ -138,36 +167,33 @@ class Summary:
         hint = (info.config.get("inference") or {}).get("hint")
         busy = busy_ratios(recorder, wall, info.nireq, workers=n)
         per_stream = {st.label: stream_report(st, wall, info.nireq, hint) for st in streams}
-        fps = [v["fps"] for v in per_stream.values()]
-        report: dict[str, Any] = {
-            "frames": {"completed": recorder.completed, "dropped": recorder.dropped, "failed": recorder.failed,
-                       "read": info.frames_read},
-            "wall_seconds": wall,
-            "fps": recorder.completed / wall if wall > 0 else 0.0,
-            "stages": {st: Stats.of(s.stages[st]).to_dict() for st in STAGES},
-            "waits": {w: Stats.of(s.waits[w]).to_dict() for w in WAITS},
-            "e2e": Stats.of(s.e2e).to_dict(),
-            "unaccounted": Stats.of(s.unaccounted).to_dict(),
-            "transfer": {
-                "host_to_device": {"bytes": recorder.h2d_bytes, "seconds": float(sum(s.h2d_seconds)),
-                                   "per_frame": Stats.of(s.h2d_seconds).to_dict()},
-                "device_to_host": {"bytes": recorder.d2h_bytes, "seconds": float(sum(s.d2h_seconds)),
-                                   "per_frame": Stats.of(s.d2h_seconds).to_dict()},
-            },
-            "startup": dict(info.startup),
-            "memory": dict(info.memory),
-            "perf_counters": perf_counters,
-            "stage_attribution": attribution(recorder, perf_counters),
-            "busy": busy,
-            "bottleneck": bottleneck(busy, all(_live(st.kind) for st in streams) if streams else
-                                     _live(info.config.get("source_kind")), hint),
-            "config": info.config,
-            "fault": info.fault,
-            "first_error": recorder.first_error,
-            "interrupted": info.interrupted,
-            "streams": per_stream,
-            # The spread between streams: with equal sources, a low ratio means one stream starved.
-            "stream_fps": {"min": min(fps), "max": max(fps), "ratio": min(fps) / max(fps) if max(fps) > 0 else 0.0}
-            if fps else None,
-        }
-        return cls(report)
+        live = all(_live(st.kind) for st in streams) if streams else _live(info.config.get("source_kind"))
+        # The free-form parts as the file will hold them (tuples as lists...): a report built here then
+        # equals the same report read back from its file.
+        return cls(RunReport(
+            frames=FrameCounts(recorder.completed, recorder.dropped, recorder.failed, info.frames_read),
+            wall_seconds=wall,
+            fps=recorder.completed / wall if wall > 0 else 0.0,
+            stages={st: StageStats.of(s.stages[st]) for st in STAGES},
+            waits={w: StageStats.of(s.waits[w]) for w in WAITS},
+            e2e=StageStats.of(s.e2e),
+            unaccounted=StageStats.of(s.unaccounted),
+            transfer=Transfer(
+                TransferDirection(recorder.h2d_bytes, float(sum(s.h2d_seconds)), StageStats.of(s.h2d_seconds)),
+                TransferDirection(recorder.d2h_bytes, float(sum(s.d2h_seconds)), StageStats.of(s.d2h_seconds)),
+            ),
+            startup=plain(info.startup),
+            memory=plain(info.memory),
+            perf_counters=plain(perf_counters),
+            stage_attribution=attribution(recorder, perf_counters),
+            busy=busy,
+            bottleneck=Bottleneck(**bottleneck(busy, live, hint)),
+            config=plain(info.config),
+            fault=info.fault,
+            first_error=recorder.first_error,
+            interrupted=info.interrupted,
+            streams=per_stream,
+            stream_fps=StreamFpsSpread.of([v.fps for v in per_stream.values()]),
+            inject=dict(inject or {}),
+            timeline=tuple(plain(list(timeline))),
+        ))

@@ -16,6 +16,9 @@ import pytest
 pytest.importorskip("matplotlib")  # the optional `vidprof[report]` extra
 
 from vidprof.profiling import html_report  # after the skip: it imports matplotlib
+from vidprof.profiling.recorder import Recorder
+from vidprof.profiling.report import RunReport
+from vidprof.profiling.summary import RunInfo, Summary
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -83,19 +86,27 @@ def _row(t: float) -> dict[str, Any]:
             "busy": {"inference": 0.5}, "rss_bytes": 100 * 2**20, "cpu_seconds": 1.5}
 
 
+ZERO = {"count": 0, "mean": 0.0, "p50": 0.0, "p90": 0.0, "p99": 0.0, "max": 0.0}
+NO_TRANSFER = {"bytes": 0, "seconds": 0.0, "per_frame": ZERO}
+# A version-1 file (no per-stream figures) of a run whose every frame failed: no stage figures, no timeline.
 MINIMAL = {"vidprof_report": 1, "frames": {"completed": 0, "dropped": 0, "failed": 3}, "fps": 0.0,
-           "wall_seconds": 0.01, "stages": {}, "waits": {}, "e2e": {"count": 0}, "startup": {"compile": 0.05},
-           "busy": {}, "transfer": {},
-           "bottleneck": {"stage": "decode", "advice": "a <b>tagged</b> & quoted \"advice\""},
+           "wall_seconds": 0.01, "stages": {}, "waits": {}, "e2e": ZERO, "startup": {"compile": 0.05},
+           "busy": {}, "transfer": {"host_to_device": NO_TRANSFER, "device_to_host": NO_TRANSFER},
+           "bottleneck": {"stage": "decode", "busy_ratio": 0.0, "advice": "a <b>tagged</b> & quoted \"advice\""},
            "config": {"source": "synthetic:8x8@1"}, "first_error": "preprocess: <boom>", "timeline": []}
+
+
+def _nothing_measured() -> RunReport:
+    """A run stopped before its first frame: zero counts everywhere, no startup figures, no timeline."""
+    return Summary.build([Recorder(None)], RunInfo(), streams=()).run_report
 
 
 @pytest.mark.parametrize("doc", [
     MINIMAL,
     {**MINIMAL, "timeline": [_row(0.5)]},  # a run shorter than a second: one row
-    {"vidprof_report": 1},  # nothing but the version: every panel says what is missing
-], ids=["empty-timeline", "single-row", "bare"])
-def test_partial_reports_render(doc: dict[str, Any], tmp_path: Path) -> None:
+    _nothing_measured(),  # every panel says what is missing
+], ids=["empty-timeline", "single-row", "nothing-measured"])
+def test_partial_reports_render(doc: dict[str, Any] | RunReport, tmp_path: Path) -> None:
     html_report.write_png(doc, str(tmp_path / "out.png"))
     html_report.write_html(doc, str(tmp_path / "out.html"))
     png_size((tmp_path / "out.png").read_bytes())
@@ -119,9 +130,13 @@ def test_empty_timeline_cli(tmp_path: Path) -> None:
     ('{"vidprof_report": 1, "frames": ', "out.html", "not valid JSON"),
     ('{"frames": {}}', "out.html", "without a vidprof_report field"),
     ('{"vidprof_report": 1, "frames": {}}', "out.html", "missing wall_seconds"),
+    (json.dumps({**MINIMAL, "e2e": {"count": 0}}), "out.html", "missing e2e.mean"),
+    (json.dumps({**MINIMAL, "fps": "fast"}), "out.html", "fps is 'fast', not a number"),
+    (json.dumps({**MINIMAL, "vidprof_report": 99}), "out.html", "schema version 99, newer than"),
     ('{"vidprof_tune": 1, "results": []}', "out.html", "a `vidprof tune` report"),
     (json.dumps(MINIMAL), "missing-folder/out.png", "cannot write"),
-], ids=["truncated", "not-a-report", "incomplete", "tune-report", "unwritable-output"])
+], ids=["truncated", "not-a-report", "incomplete", "incomplete-figure", "wrong-type", "newer-version", "tune-report",
+        "unwritable-output"])
 def test_bad_input_is_one_line_error(tmp_path: Path, content: str, out: str, expect: str) -> None:
     path = tmp_path / "bad.json"
     path.write_text(content)

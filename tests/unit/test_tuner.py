@@ -6,7 +6,17 @@ import numpy as np
 import pytest
 
 from vidprof.pipeline.accuracy import compare, matched_boxes
-from vidprof.pipeline.tuner import configurations, pareto, parse_grid, parse_settings, recommend, run_args
+from vidprof.pipeline.config import RunConfig
+from vidprof.pipeline.tuner import (
+    GRID_FIELDS,
+    GRID_KEYS,
+    apply,
+    configurations,
+    pareto,
+    parse_grid,
+    parse_settings,
+    recommend,
+)
 from vidprof.profiling.errors import UsageError
 
 
@@ -32,11 +42,32 @@ def test_bad_grids(items: list[str], fragment: str) -> None:
         parse_grid(items)
 
 
-def test_run_args_and_reference() -> None:
-    assert run_args({"hint": "latency", "infer_precision": "f32", "zero_copy": "false", "sync": "true"}) == [
-        "--hint", "latency", "--infer-precision", "f32", "--no-zero-copy", "--sync"]
+def test_settings_apply_to_the_config_and_its_argv() -> None:
+    base = RunConfig(sources=("clip.mp4",), frames=300, preprocess="host")
+    cfg = apply(base, {"hint": "latency", "infer_precision": "f32", "zero_copy": "false", "sync": "true",
+                       "nireq": "2", "streams": "3", "device": "AUTO", "preprocess": "fused", "batch": "1"})
+    inf = cfg.inference
+    assert (inf.hint, inf.infer_precision, inf.zero_copy, inf.sync, inf.nireq, inf.streams, inf.device) == (
+        "latency", "f32", False, True, 2, 3, "AUTO")
+    assert cfg.preprocess == "fused" and cfg.sources == ("clip.mp4",) and cfg.frames == 300
+    assert cfg.to_argv() == ["--source", "clip.mp4", "--frames", "300", "--device", "AUTO", "--hint", "latency",
+                             "--streams", "3", "--nireq", "2", "--infer-precision", "f32", "--sync", "--no-zero-copy",
+                             "--preprocess", "fused"]
+    # A setting equal to run's default adds nothing to the command line.
+    assert apply(RunConfig(), {"zero_copy": "true", "hint": "throughput"}).to_argv() == []
+    assert set(GRID_FIELDS) == set(GRID_KEYS) - {"batch"}  # every grid key but batch (always 1) sets a field
     assert parse_settings("infer_precision=f32,preprocess=host,sync=true") == {
         "infer_precision": "f32", "preprocess": "host", "sync": "true"}
+
+
+@pytest.mark.parametrize("settings, fragment", [
+    ({"hint": "fastest"}, "--hint 'fastest'"),
+    ({"preprocess": "gpu"}, "--preprocess 'gpu'"),
+    ({"infer_precision": "f8"}, "--infer-precision 'f8'"),
+])
+def test_a_bad_setting_fails_with_runs_own_message(settings: dict[str, str], fragment: str) -> None:
+    with pytest.raises(UsageError, match=fragment):
+        apply(RunConfig(), settings)
 
 
 def test_pareto_is_exactly_the_non_dominated_points() -> None:
