@@ -131,8 +131,8 @@ def open_sources(config: RunConfig) -> list[tuple[StreamSpec, sources.Source]]:
     opened: list[tuple[StreamSpec, sources.Source]] = []
     try:
         for spec in config.streams():
-            src = sources.open_source(spec.source or assets.sample_clip_path(), loop=config.loop,
-                                      realtime=config.realtime, fps=config.realtime_fps)
+            src = sources.open_source(spec.source or assets.sample_clip_path(), realtime=config.realtime,
+                                      fps=config.realtime_fps, options=config.source_options())
             opened.append((spec, src))
     except BaseException:
         for _, src in opened:

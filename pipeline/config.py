@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -11,6 +12,7 @@ from vidprof.profiling.marks import STAGES
 from vidprof.stages.inference import InferenceOptions
 from vidprof.stages.postprocess import PostprocessOptions
 from vidprof.stages.preprocess import PLACEMENTS, PreprocessOptions
+from vidprof.stages.sources import SourceOptions
 
 _DURATION = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)\s*(us|µs|ms|s)$")
 _UNITS = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0}
@@ -54,6 +56,20 @@ class Injection:
     def describe(self) -> str:
         return f"{self.stage}={'busy:' if self.busy else ''}{self.seconds * 1e3:g}ms"
 
+    def to_arg(self) -> str:
+        """The ``--inject`` value that parses back to exactly this delay: in ms as ``describe`` shows it
+        when that is exact, else in seconds with every digit (``describe`` rounds to six)."""
+        from decimal import Decimal
+
+        short = self.describe()
+        try:
+            if Injection.parse(short) == self:
+                return short
+        except UsageError:  # a delay so small that describe() writes it with an exponent
+            pass
+        # Plain decimals: repr may use an exponent (1e-05), which a duration does not accept.
+        return f"{self.stage}={'busy:' if self.busy else ''}{format(Decimal(repr(self.seconds)), 'f')}s"
+
 
 @dataclass(frozen=True)
 class StreamSpec:
@@ -77,6 +93,10 @@ class RunConfig:
     realtime: bool = False
     realtime_fps: float | None = None  # pace non-live sources at this FPS instead of their own (implies realtime)
     copies: int = 1  # the sources repeated as this many independent streams each
+    open_timeout: float = 5.0  # seconds a network stream may take to open
+    read_timeout: float = 5.0  # seconds a live stream may go without a frame before it counts as lost
+    reconnect: bool = True  # a lost live stream is reconnected (with a doubling backoff); files never are
+    reconnect_delay: float = 1.0  # the first wait before reconnecting
     preprocess: str = "separate"
     preprocess_options: PreprocessOptions = field(default_factory=PreprocessOptions)
     inference: InferenceOptions = field(default_factory=InferenceOptions)
@@ -94,8 +114,12 @@ class RunConfig:
     def __post_init__(self) -> None:
         if self.frames is not None and self.frames < 1:
             raise UsageError(f"--frames {self.frames}: expected a positive number of frames")
-        if self.duration is not None and not self.duration > 0:
-            raise UsageError(f"--duration {self.duration}: expected a positive number of seconds")
+        if self.duration is not None and not (self.duration > 0 and math.isfinite(self.duration)):
+            raise UsageError(f"--duration {self.duration}: expected a positive, finite number of seconds; "
+                             "leave --duration out to run until the sources end")
+        if not (math.isfinite(self.reconnect_delay) and 0 < self.reconnect_delay <= 600):
+            raise UsageError(f"--reconnect-delay {self.reconnect_delay}: expected seconds between 0 and 600, e.g. 1")
+        SourceOptions(self.loop, self.open_timeout, self.read_timeout)  # validates the timeouts
         if self.preprocess not in PLACEMENTS:
             raise UsageError(f"--preprocess {self.preprocess!r}: expected one of {', '.join(PLACEMENTS)}")
         if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
@@ -129,6 +153,9 @@ class RunConfig:
         if len(set(stages)) != len(stages):
             raise UsageError(f"--inject names a stage twice ({', '.join(stages)}); give each stage one delay")
 
+    def source_options(self) -> SourceOptions:
+        return SourceOptions(self.loop, self.open_timeout, self.read_timeout)
+
     def streams(self) -> list[StreamSpec]:
         """The run's streams in order: the sources as given, the whole list repeated ``copies`` times."""
         specs: tuple[str | None, ...] = self.sources or (None,)
@@ -140,6 +167,79 @@ class RunConfig:
 
     def injection(self, stage: str) -> Injection | None:
         return next((i for i in self.inject if i.stage == stage), None)
+
+    def to_argv(self) -> list[str]:
+        """The ``vidprof run`` arguments that rebuild this config: only settings that differ from run's
+        defaults, in the order ``vidprof run --help`` lists them, so a command line stays short and readable.
+
+        Not here: the metrics port, which the CLI chooses (``--metrics-port``/``--no-metrics``, a free port
+        when the default one is busy) and hands to ``config_from_args`` itself, and ``keep_outputs``, which
+        only ``--dump-outputs PATH`` turns on; the caller adds those flags when it wants them.
+        """
+        d = RunConfig()
+        inf, dinf = self.inference, d.inference
+        pre, dpre = self.preprocess_options, d.preprocess_options
+        post, dpost = self.postprocess, d.postprocess
+        out: list[str] = []
+
+        def text(value: object) -> str:
+            # Floats in full precision (repr), so they parse back equal; tuples as run's comma lists.
+            if isinstance(value, tuple):
+                return ",".join(text(v) for v in value)
+            return repr(value) if isinstance(value, float) else str(value)
+
+        def opt(flag: str, value: object, default: object = None) -> None:
+            if value == default:
+                return
+            arg = text(value)
+            # "--stream -x" would read -x as an option: glue a value that starts with "-" to its flag.
+            out.extend([f"{flag}={arg}"] if arg.startswith("-") else [flag, arg])
+
+        def flag(name: str, on: bool) -> None:
+            if on:
+                out.append(name)
+
+        for src in self.sources:
+            opt("--source", src)
+        opt("--copies", self.copies, d.copies)
+        for name in self.stream_names:
+            opt("--stream", name)
+        opt("--frames", self.frames)
+        opt("--duration", self.duration)
+        flag("--loop", self.loop)
+        # --realtime-fps implies --realtime, which is then not repeated.
+        flag("--realtime", self.realtime and self.realtime_fps is None)
+        opt("--realtime-fps", self.realtime_fps)
+        opt("--open-timeout", self.open_timeout, d.open_timeout)
+        opt("--read-timeout", self.read_timeout, d.read_timeout)
+        flag("--no-reconnect", not self.reconnect)
+        opt("--reconnect-delay", self.reconnect_delay, d.reconnect_delay)
+        opt("--model", self.model)
+        opt("--device", inf.device, dinf.device)
+        opt("--hint", inf.hint, dinf.hint)
+        opt("--streams", inf.streams)
+        opt("--nireq", inf.nireq)
+        opt("--infer-precision", inf.infer_precision)
+        opt("--cache-dir", inf.cache_dir)
+        flag("--sync", inf.sync)
+        flag("--no-zero-copy", not inf.zero_copy)
+        flag("--perf-counters", inf.perf_counters)
+        opt("--preprocess", self.preprocess, d.preprocess)
+        opt("--model-color", pre.model_color, dpre.model_color)
+        opt("--mean", pre.mean)
+        opt("--scale", pre.scale)
+        opt("--postprocess", post.kind, dpost.kind)
+        opt("--threshold", post.threshold, dpost.threshold)
+        opt("--iou", post.iou, dpost.iou)
+        opt("--top-k", post.top_k, dpost.top_k)
+        for inj in self.inject:
+            opt("--inject", inj.to_arg())
+        opt("--report", self.report)
+        opt("--metrics-host", self.metrics_host, d.metrics_host)
+        opt("--pipeline-name", self.pipeline_name)
+        opt("--queue-size", self.queue_size, d.queue_size)
+        opt("--warmup", self.warmup, d.warmup)
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -22,13 +22,13 @@ from prometheus_client import CollectorRegistry
 
 from vidprof.pipeline.build import Parts, build, default_pipeline_name
 from vidprof.pipeline.config import RunConfig
-from vidprof.pipeline.stream import StreamWorker
+from vidprof.pipeline.stream import Reconnect, StreamWorker
 from vidprof.profiling.clock import Clock, MonotonicClock
 from vidprof.profiling.marks import STAGES
 from vidprof.profiling.metrics import MetricFamilies, PipelineMetrics, StreamMetrics
 from vidprof.profiling.perf_counters import PerfCounterSampler
 from vidprof.profiling.recorder import FrameSink, Recorder
-from vidprof.profiling.stats import Stats
+from vidprof.profiling.report import InjectedDelay, Outage, StageStats
 from vidprof.profiling.summary import RunInfo, StreamInfo, Summary, busy_ratios
 from vidprof.profiling.timeline import Timeline
 from vidprof.stages.frame import Frame
@@ -145,7 +145,9 @@ class Runner:
             worker = StreamWorker(sp, self.inference, parts.postprocess, sink, self.clock, nireq=self.nireq,
                                   queue_size=cfg.queue_size, delays=self.delays, deadline_ns=lambda: self._deadline,
                                   stop_all=self.stop_event, hurry=self.hurry_event, keep_outputs=cfg.keep_outputs,
-                                  on_completed=self._first_inference)
+                                  on_completed=self._first_inference, metrics=sm,
+                                  reconnect=Reconnect(cfg.reconnect, cfg.reconnect_delay),
+                                  run_start_ns=lambda: self._t_start)
             if sm is not None:
                 sm.watch_queues(worker.queue_depths())
                 sm.describe(sp.source.kind, sp.source.width, sp.source.height)
@@ -341,13 +343,14 @@ class Runner:
             self.info.fault = fault if len(self.workers) == 1 else f"stream {label}: {fault}"
         now = self.clock.now_ns()
         streams = [StreamInfo(w.label, w.source.description, w.source.kind, w.frames_read, w.fault, r,
-                              ((w.ended_ns or now) - self._t_start) / 1e9 if self._t_start else 0.0)
+                              ((w.ended_ns or now) - self._t_start) / 1e9 if self._t_start else 0.0,
+                              tuple(Outage(o.start, o.seconds, o.reason, o.attempts) for o in w.outages),
+                              w.outage_count, w.reconnects)
                    for w, r in zip(self.workers, self.recorders, strict=False)]
-        summary = Summary.build(self.recorders, self.info, perf, streams)
-        summary.report["inject"] = {
-            stage: {"nominal": d.seconds, "busy": d.busy, "actual": Stats.of(d.actual).to_dict()}
-            for stage, d in self.delays.items()}
-        summary.report["timeline"] = self.timeline.rows if self.timeline is not None else []
+        inject = {stage: InjectedDelay(d.seconds, d.busy, StageStats.of(d.actual))
+                  for stage, d in self.delays.items()}
+        summary = Summary.build(self.recorders, self.info, perf, streams, inject,
+                                self.timeline.rows if self.timeline is not None else ())
         return summary
 
 

@@ -13,20 +13,45 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from vidprof.pipeline.build import StreamParts
 from vidprof.profiling.clock import Clock
 from vidprof.profiling.errors import RunError
+from vidprof.profiling.metrics import StreamMetrics
 from vidprof.profiling.recorder import FrameSink
 from vidprof.stages.frame import Frame
 from vidprof.stages.inference import InferenceStage
 from vidprof.stages.inject import Delay
 from vidprof.stages.postprocess import Postprocess
+from vidprof.stages.sources import SourceLost
 
 _END = object()  # end-of-stream marker, passed down every queue once
 MAX_CONSECUTIVE_FAILURES = 50
+MAX_RECONNECT_DELAY = 30.0  # the backoff doubles up to this
+KEPT_OUTAGES = 100  # a stream that flaps for days keeps its last outages and counts the rest
+
+
+@dataclass(frozen=True)
+class Reconnect:
+    """What a live stream does when it stops delivering."""
+
+    enabled: bool = True
+    delay: float = 1.0  # first wait before reconnecting; doubles after each failed attempt
+
+
+@dataclass
+class Outage:
+    start: float  # seconds since the run started
+    seconds: float | None  # None while it lasts
+    reason: str
+    attempts: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"start": self.start, "seconds": self.seconds, "reason": self.reason, "attempts": self.attempts}
 
 
 class StreamWorker:
@@ -35,7 +60,9 @@ class StreamWorker:
     def __init__(self, parts: StreamParts, inference: InferenceStage, postprocess: Postprocess, sink: FrameSink,
                  clock: Clock, *, nireq: int, queue_size: int, delays: dict[str, Delay],
                  deadline_ns: Callable[[], int | None], stop_all: threading.Event, hurry: threading.Event,
-                 keep_outputs: bool = False, on_completed: Callable[[Frame], None] | None = None) -> None:
+                 keep_outputs: bool = False, on_completed: Callable[[Frame], None] | None = None,
+                 reconnect: Reconnect | None = None, metrics: StreamMetrics | None = None,
+                 run_start_ns: Callable[[], int] | None = None) -> None:
         self.parts = parts
         self.index = parts.spec.index
         self.label = parts.spec.label
@@ -50,6 +77,12 @@ class StreamWorker:
         self._stop_all = stop_all
         self._hurry = hurry
         self._on_completed = on_completed
+        self._reconnect = reconnect or Reconnect()
+        self._metrics = metrics
+        self._run_start_ns = run_start_ns or clock.now_ns
+        self.outages: deque[Outage] = deque(maxlen=KEPT_OUTAGES)
+        self.outage_count = 0
+        self.reconnects = 0
         self.stop_event = threading.Event()  # this stream only: its fault, or its failed-frame limit
         self.done = threading.Event()  # set when the postprocess thread has seen the end of the stream
         self.fault: str | None = None
@@ -128,20 +161,77 @@ class StreamWorker:
                 src.wait()
                 frame = Frame(index, self.index)
                 frame.marks.start["decode"] = clock.now_ns()
-                image = src.read()
+                try:
+                    image = src.read()
+                except SourceLost as lost:
+                    # The wait for a frame that never came is an outage, not decoding: it is reported as one.
+                    if not self._reconnect.enabled:
+                        raise RunError(f"source {src.description} stopped delivering ({lost}); "
+                                       "without --no-reconnect vidprof reconnects and goes on") from lost
+                    if not self._recover(str(lost), deadline):
+                        break
+                    continue
+                # Frames a damaged file could not give before this one (or before its end): failed, in order.
+                index = self._put_damaged(src.take_damaged(), index, limit, frame.marks.start["decode"], put)
                 if image is None:
                     break
                 if inject is not None:
                     inject()
                 frame.marks.end["decode"] = clock.now_ns()
                 frame.image = image
+                if limit is not None and index >= limit:
+                    break
+                frame.index = index
                 index += 1
                 self.frames_read = index
                 put(frame)
         except Exception as e:
             self._fault("decode", e)
         finally:
+            self.frames_read = index
             self.q_pre.put(_END)
+
+    def _put_damaged(self, n: int, index: int, limit: int | None, at_ns: int, put: Callable[[Frame], None]) -> int:
+        for _ in range(n):
+            if limit is not None and index >= limit:
+                break
+            bad = Frame(index, self.index, error="decode: a damaged frame FFmpeg could not decode", reason="damaged")
+            bad.marks.start["decode"] = bad.marks.end["decode"] = at_ns
+            index += 1
+            self.frames_read = index
+            put(bad)
+        return index
+
+    def _recover(self, reason: str, deadline: int | None) -> bool:
+        """Reconnect a lost live source with a doubling backoff until it delivers again, the run's
+        deadline passes, or a stop; True when it is back. Every step is interruptible within ~0.1 s."""
+        clock, src = self._clock, self.source
+        now = clock.now_ns()
+        outage = Outage((now - self._run_start_ns()) / 1e9, None, reason)
+        self.outages.append(outage)
+        self.outage_count += 1
+        if self._metrics is not None:
+            self._metrics.source_up.set(0)
+        delay = self._reconnect.delay
+        while True:
+            wake = clock.now_ns() + int(delay * 1e9)
+            while clock.now_ns() < wake:
+                if self.stopping or (deadline is not None and clock.now_ns() >= deadline):
+                    outage.seconds = (clock.now_ns() - now) / 1e9
+                    return False
+                self.stop_event.wait(0.1)
+            outage.attempts += 1
+            try:
+                src.reopen()
+            except RunError:
+                delay = min(delay * 2, MAX_RECONNECT_DELAY)
+                continue
+            outage.seconds = (clock.now_ns() - now) / 1e9
+            self.reconnects += 1
+            if self._metrics is not None:
+                self._metrics.source_up.set(1)
+                self._metrics.source_reconnects.inc()
+            return True
 
     def _preprocess_loop(self) -> None:
         clock = self._clock
@@ -154,13 +244,16 @@ class StreamWorker:
             if self._hurry.is_set():
                 self.sink.frame_dropped(frame.marks)
                 continue
+            if frame.error is not None:  # a damaged frame: nothing to preprocess, counted at the end
+                put(frame)
+                continue
             frame.marks.start["preprocess"] = clock.now_ns()
             try:
                 self.preprocess.process(frame)
                 if inject is not None:
                     inject()
             except Exception as e:
-                frame.error = f"preprocess: {e}"
+                frame.error, frame.reason = f"preprocess: {e}", "preprocess"
             frame.marks.end["preprocess"] = clock.now_ns()
             put(frame)
         self.q_inf.put(_END)
@@ -184,7 +277,7 @@ class StreamWorker:
                 except Exception as e:
                     with self._in_flight_cv:
                         self._in_flight -= 1
-                    frame.error = f"inference submit: {e}"
+                    frame.error, frame.reason = f"inference submit: {e}", "inference"
                     self.q_post.put(frame)
         finally:
             with self._in_flight_cv:
@@ -215,16 +308,20 @@ class StreamWorker:
                     if inject is not None:
                         inject()
                 except Exception as e:
-                    frame.error = f"postprocess: {e}"
+                    frame.error, frame.reason = f"postprocess: {e}", "postprocess"
             marks.end["postprocess"] = clock.now_ns()
             failed = frame.error is not None
-            self.sink.frame_done(marks, frame.transfer, failed, frame.error)
+            if failed and frame.reason is None:
+                frame.reason = "inference"  # the shared inference stage marks its failures with an error only
+            self.sink.frame_done(marks, frame.transfer, failed, frame.error, frame.reason)
             if self.keep_outputs and not failed:
                 self.kept[frame.index] = (frame.outputs, frame.result)
             if self._on_completed is not None:
                 self._on_completed(frame)
             first_error = first_error or frame.error
-            consecutive_failures = consecutive_failures + 1 if failed else 0
+            # Damaged frames of a file are its content, not a broken pipeline: they never stop the stream.
+            if frame.reason != "damaged":
+                consecutive_failures = consecutive_failures + 1 if failed else 0
             if consecutive_failures == MAX_CONSECUTIVE_FAILURES:
                 self._fault("postprocess", RunError(
                     f"stopped after {MAX_CONSECUTIVE_FAILURES} failed frames in a row; first error: {first_error}"))

@@ -71,6 +71,10 @@ class MetricFamilies:
             [*stream, "stage"], registry=registry,
         )
         self.stream_info = Info("vidprof_stream", "What each stream reads.", stream, registry=registry)
+        self.source_up = Gauge("vidprof_source_up", "1 while the stream's source delivers, 0 during an outage.",
+                               stream, registry=registry)
+        self.source_reconnects = Counter("vidprof_source_reconnects",
+                                         "Times a lost live source was connected again.", stream, registry=registry)
         # Pipeline-wide: one compiled model and one set of infer requests serve every stream.
         self.infer_requests_busy = Gauge("vidprof_infer_requests_busy", "Infer requests running now.", pipe,
                                          registry=registry)
@@ -99,6 +103,9 @@ class StreamMetrics:
         self.transfer_bytes = {d: f.transfer_bytes.labels(**ids, direction=d) for d in DIRECTIONS}
         self.fps = f.fps.labels(**ids)
         self.busy_ratio = {s: f.busy.labels(**ids, stage=s) for s in STAGES}
+        self.source_up = f.source_up.labels(**ids)
+        self.source_up.set(1)
+        self.source_reconnects = f.source_reconnects.labels(**ids)
         self._families = f
         self._ids = ids
         # Touch every child so each family is exported with zeros from the first scrape.

@@ -26,10 +26,15 @@ class Transfer:
     d2h_ns: int = 0
 
 
+# Why a frame failed: a fixed set, so the report and any label stay bounded.
+FAILURE_REASONS: tuple[str, ...] = ("damaged", "preprocess", "inference", "postprocess")
+
+
 class FrameSink(Protocol):
     """What the runner reports frames to; the real recorder or a no-op for overhead benchmarks."""
 
-    def frame_done(self, marks: Marks, transfer: Transfer, failed: bool, error: str | None = None) -> None: ...
+    def frame_done(self, marks: Marks, transfer: Transfer, failed: bool, error: str | None = None,
+                   reason: str | None = None) -> None: ...
 
     def frame_dropped(self, marks: Marks | None = None) -> None: ...
 
@@ -60,6 +65,7 @@ class Recorder:
         self.d2h_bytes = 0
         self.busy_seconds: dict[str, float] = {s: 0.0 for s in STAGES}
         self.first_error: str | None = None
+        self.failed_reasons: dict[str, int] = dict.fromkeys(FAILURE_REASONS, 0)
         # Stage time of frames dropped on the way: work done, so it counts as busy.
         self.dropped_busy_seconds: dict[str, float] = {s: 0.0 for s in STAGES}
         self._drop_lock = threading.Lock()
@@ -81,6 +87,8 @@ class Recorder:
             out.h2d_bytes += r.h2d_bytes
             out.d2h_bytes += r.d2h_bytes
             out.first_error = out.first_error or r.first_error
+            for reason, n in r.failed_reasons.items():
+                out.failed_reasons[reason] += n
             for st in STAGES:
                 out.busy_seconds[st] += r.busy_seconds[st]
                 out.dropped_busy_seconds[st] += r.dropped_busy_seconds[st]
@@ -94,7 +102,8 @@ class Recorder:
                     getattr(o, name).extend(getattr(s, name))
         return out
 
-    def frame_done(self, marks: Marks, transfer: Transfer, failed: bool, error: str | None = None) -> None:
+    def frame_done(self, marks: Marks, transfer: Transfer, failed: bool, error: str | None = None,
+                   reason: str | None = None) -> None:
         s = self.samples
         m = self._m
         # Each stage's duration once: this runs for every frame. Busy time counts every stage a frame
@@ -104,6 +113,8 @@ class Recorder:
             self.busy_seconds[stage] += sec
         if failed:
             self.failed += 1
+            if reason in self.failed_reasons:
+                self.failed_reasons[reason] += 1
             if self.first_error is None and error:
                 self.first_error = error
             if m is not None:
@@ -157,7 +168,8 @@ class NullRecorder:
         self.failed = 0
         self.dropped = 0
 
-    def frame_done(self, marks: Marks, transfer: Transfer, failed: bool, error: str | None = None) -> None:
+    def frame_done(self, marks: Marks, transfer: Transfer, failed: bool, error: str | None = None,
+                   reason: str | None = None) -> None:
         if failed:
             self.failed += 1
         else:

@@ -22,3 +22,4 @@ class Frame:
     marks: Marks = field(default_factory=Marks)
     transfer: Transfer = field(default_factory=Transfer)
     error: str | None = None  # set when a stage failed on this frame; later stages skip it
+    reason: str | None = None  # why it failed, from profiling.recorder.FAILURE_REASONS

@@ -20,10 +20,36 @@ import cv2
 import numpy as np
 
 from vidprof.profiling.errors import RunError, UsageError
+from vidprof.profiling.native_log import LOG, recent_hint
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 URL_SCHEMES = ("rtsp://", "rtsps://", "udp://", "tcp://", "http://", "https://", "rtmp://")
 _SYNTHETIC = re.compile(r"^synthetic:(\d+)x(\d+)(?:@(\d+(?:\.\d+)?))?$")
+
+
+class SourceLost(Exception):
+    """A live source stopped delivering: the server ended the stream, or no frame came within the read
+    timeout. The stream worker reconnects (or, with --no-reconnect, ends the stream as a fault)."""
+
+
+# A damaged stretch of a file makes OpenCV's read() fail frame after frame and then succeed again; at the
+# real end it fails for good. Up to this many failed reads in a row are tried before taking it as the end
+# (failed reads at the end of a file cost microseconds).
+MAX_DAMAGED_RUN = 300
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    loop: bool = False
+    # FFmpeg's own default is 30 s for both: a stalled stream would block the run (and --duration, and
+    # Ctrl-C) that long. OpenCV takes these only when the capture is opened.
+    open_timeout: float = 5.0
+    read_timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        for flag, v in (("--open-timeout", self.open_timeout), ("--read-timeout", self.read_timeout)):
+            if not (math.isfinite(v) and 0 < v <= 600):
+                raise UsageError(f"{flag} {v}: expected a number of seconds between 0 and 600, e.g. 5")
 
 
 class Source(Protocol):
@@ -38,12 +64,32 @@ class Source(Protocol):
         """Block until the next frame is due (paced sources); the time is not counted as decode."""
         ...
 
-    def read(self) -> np.ndarray | None: ...
+    def read(self) -> np.ndarray | None:
+        """The next frame; None at the end of a file; raises SourceLost when a live source stops."""
+        ...
+
+    def take_damaged(self) -> int:
+        """Frames that could not be decoded since the last call (a damaged file): counted as failed."""
+        ...
+
+    def reopen(self) -> None:
+        """Connect a live source again after SourceLost; raises RunError if it cannot."""
+        ...
 
     def close(self) -> None: ...
 
 
-class SyntheticSource:
+class _NoRecovery:
+    """For sources that are never damaged mid-stream and never lost."""
+
+    def take_damaged(self) -> int:
+        return 0
+
+    def reopen(self) -> None:
+        raise RunError("this source cannot be reopened")
+
+
+class SyntheticSource(_NoRecovery):
     """A generated test pattern: no decode cost, for inference-bound runs.
 
     A few frames are made up front and handed out in turn (the same arrays, never
@@ -87,23 +133,28 @@ class SyntheticSource:
 class CaptureSource:
     """Anything OpenCV's VideoCapture opens: a file, a camera, a network URL."""
 
-    def __init__(self, target: str | int, kind: str, description: str, loop: bool = False) -> None:
+    def __init__(self, target: str | int, kind: str, description: str, opts: SourceOptions | None = None) -> None:
         self.kind = kind
         self.description = description
         self.live = kind in ("camera", "url")
-        self._loop = loop and kind == "file"
+        self._opts = opts or SourceOptions()
+        self._loop = self._opts.loop and kind == "file"
         self._target = target
+        self._damaged = 0  # not yet handed out by take_damaged()
+        self._damaged_seen = 0
         self._cap = self._open()
         ok, first = self._cap.read()
         if not ok or first is None:
             self._cap.release()
             what = {"file": "a video file OpenCV's FFmpeg backend can decode",
-                    "camera": "a camera that delivers frames", "url": "a stream that delivers frames"}[kind]
+                    "camera": "a camera that delivers frames",
+                    "url": f"a stream that delivers a frame within --open-timeout {self._opts.open_timeout:g} s"}[kind]
             raise RunError(f"source {description}: opened but no frame could be decoded; expected {what}; "
-                           "check the file/stream with `ffprobe` or try another source")
+                           f"check the file/stream with `ffprobe` or try another source{recent_hint(self._log_mark)}")
         self.height, self.width = first.shape[:2]
         fps = self._cap.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if fps and fps > 0 and fps < 1000 else None
+        self._frame_count = self._cap.get(cv2.CAP_PROP_FRAME_COUNT) if kind == "file" else 0.0
         self._pending: np.ndarray | None = None
         if kind == "file":
             # Reopen, so frame 0 is decoded (and timed) like every other frame, not handed out pre-read.
@@ -113,15 +164,19 @@ class CaptureSource:
             self._pending = first  # a live source cannot rewind: hand out the probe frame
 
     def _open(self) -> cv2.VideoCapture:
+        self._log_mark = LOG.lines  # native lines from here on are about this source
         if self.kind == "url":
-            cap = cv2.VideoCapture(self._target, cv2.CAP_FFMPEG)
+            ms = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self._opts.open_timeout * 1000),
+                  cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self._opts.read_timeout * 1000)]
+            cap = cv2.VideoCapture(self._target, cv2.CAP_FFMPEG, ms)
         else:
             cap = cv2.VideoCapture(self._target)
         if not cap.isOpened():
             hint = {"file": "expected a readable video file (mp4, mkv, avi, ...); check the path and format",
                     "camera": "expected a connected camera; check the index or /dev/videoN and permissions",
-                    "url": "expected a reachable stream; check the URL, network and credentials"}[self.kind]
-            raise RunError(f"cannot open source {self.description}: {hint}")
+                    "url": f"expected a stream that answers within --open-timeout {self._opts.open_timeout:g} s; "
+                           "check the URL, that the server or sender is running, network and credentials"}[self.kind]
+            raise RunError(f"cannot open source {self.description}: {hint}{recent_hint(self._log_mark)}")
         if self.live:
             # Keep the driver's own buffer small: stale frames inflate latency.
             cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
@@ -135,16 +190,59 @@ class CaptureSource:
             f, self._pending = self._pending, None
             return f
         ok, f = self._cap.read()
-        if not ok and self._loop:
+        if ok:
+            return f
+        if self.live:
+            raise SourceLost(f"no frame within --read-timeout {self._opts.read_timeout:g} s, or the stream ended"
+                             f"{recent_hint(self._log_mark)}")
+        if self._loop:
             self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
             ok, f = self._cap.read()
-        return f if ok else None
+            return f if ok else None
+        f = self._past_damage()
+        if f is None:
+            self._count_missing_at_end()
+        return f
+
+    def _past_damage(self) -> np.ndarray | None:
+        """After a failed read in a file: the end, or a damaged stretch with good frames after it."""
+        misses = 1
+        while misses < MAX_DAMAGED_RUN:
+            if 0 < self._frame_count <= self._cap.get(cv2.CAP_PROP_POS_FRAMES):
+                return None  # every frame the container lists was read: the real end
+            ok, f = self._cap.read()
+            if ok:
+                self._damaged += misses  # only now known to be damage, not the end
+                self._damaged_seen += misses
+                return f
+            misses += 1
+        return None
+
+    def _count_missing_at_end(self) -> None:
+        """At the end of a file, frames its container lists but nobody could decode are damaged too.
+
+        One failed read can swallow several damaged packets, and a truncated file fails only at its end,
+        so the container's frame count settles the number. It is an estimate in some containers (from
+        duration x FPS), so a clean file's shortfall of a frame or two is not called damage."""
+        decoded = self._cap.get(cv2.CAP_PROP_POS_FRAMES)  # OpenCV counts the frames it decoded
+        missing = int(self._frame_count - decoded - self._damaged_seen)
+        if missing > 0 and (self._damaged_seen or missing > max(2, 0.01 * self._frame_count)):
+            self._damaged += missing
+            self._damaged_seen += missing
+
+    def take_damaged(self) -> int:
+        n, self._damaged = self._damaged, 0
+        return n
+
+    def reopen(self) -> None:
+        self._cap.release()
+        self._cap = self._open()
 
     def close(self) -> None:
         self._cap.release()
 
 
-class ImageSource:
+class ImageSource(_NoRecovery):
     """A folder or glob of images, read in name order."""
 
     kind = "images"
@@ -210,6 +308,12 @@ class PacedSource:
     def read(self) -> np.ndarray | None:
         return self._inner.read()
 
+    def take_damaged(self) -> int:
+        return self._inner.take_damaged()
+
+    def reopen(self) -> None:
+        self._inner.reopen()
+
     def close(self) -> None:
         self._inner.close()
 
@@ -246,37 +350,37 @@ def _is_file(spec: str) -> bool:
     return os.path.isfile(spec) or not _names_images(spec)
 
 
-def _open_synthetic(spec: str, loop: bool) -> Source:
+def _open_synthetic(spec: str, opts: SourceOptions) -> Source:
     parsed = parse_synthetic(spec)
     assert parsed is not None  # the kind matched on the "synthetic:" prefix
     return SyntheticSource(*parsed)  # endless: looping changes nothing
 
 
-def _open_camera(spec: str, loop: bool) -> Source:
-    return CaptureSource(int(spec) if spec.isdigit() else spec, "camera", f"camera {spec}")
+def _open_camera(spec: str, opts: SourceOptions) -> Source:
+    return CaptureSource(int(spec) if spec.isdigit() else spec, "camera", f"camera {spec}", opts)
 
 
-def _open_url(spec: str, loop: bool) -> Source:
-    return CaptureSource(spec, "url", spec)
+def _open_url(spec: str, opts: SourceOptions) -> Source:
+    return CaptureSource(spec, "url", spec, opts)
 
 
-def _open_file(spec: str, loop: bool) -> Source:
+def _open_file(spec: str, opts: SourceOptions) -> Source:
     # Checked before OpenCV, so a missing path and an unreadable one each get their own message.
     if not os.path.exists(spec):
         raise RunError(f"source {spec}: no such file; expected a video file, camera index, URL, image folder "
                        "or synthetic:WxH@FPS")
     if not os.access(spec, os.R_OK):
         raise RunError(f"source {spec}: file is not readable; check its permissions")
-    return CaptureSource(spec, "file", spec, loop)
+    return CaptureSource(spec, "file", spec, opts)
 
 
-def _open_images(spec: str, loop: bool) -> Source:
+def _open_images(spec: str, opts: SourceOptions) -> Source:
     pattern = os.path.join(spec, "*") if os.path.isdir(spec) else spec
     paths = sorted(p for p in glob.glob(pattern) if p.lower().endswith(IMAGE_EXTENSIONS))
     if not paths:
         raise RunError(f"source {spec}: expected image files ({', '.join(IMAGE_EXTENSIONS)}), found none; "
                        "check the folder or glob")
-    return ImageSource(paths, spec, loop)
+    return ImageSource(paths, spec, opts.loop)
 
 
 @dataclass(frozen=True)
@@ -288,7 +392,7 @@ class SourceKind:
 
     name: str
     matches: Callable[[str], bool]
-    open: Callable[[str, bool], Source]  # (spec, loop) -> Source
+    open: Callable[[str, SourceOptions], Source]
     live: bool
 
 
@@ -326,7 +430,8 @@ def _check_pace(spec: str, kind: SourceKind, fps: float) -> None:
                          "synthetic sources; a camera or stream keeps its own pace, so drop --realtime-fps")
 
 
-def open_source(spec: str, loop: bool = False, realtime: bool = False, fps: float | None = None) -> Source:
+def open_source(spec: str, loop: bool = False, realtime: bool = False, fps: float | None = None,
+                options: SourceOptions | None = None) -> Source:
     """Open the source named by ``spec``; raises a RunError a user can act on.
 
     ``realtime`` paces a non-live source at its own FPS (30 when it has none); ``fps`` paces it at that rate
@@ -335,7 +440,8 @@ def open_source(spec: str, loop: bool = False, realtime: bool = False, fps: floa
     kind = find_kind(spec)
     if fps is not None:
         _check_pace(spec, kind, fps)  # before opening: a stream need not be reached to refuse the setting
-    src = kind.open(spec, loop)
+    opts = options or SourceOptions(loop=loop)
+    src = kind.open(spec, opts)
     if src.live:
         return src
     if fps is not None:

@@ -35,7 +35,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 REQUIRE_ENV = "VIDPROF_REQUIRE_SERVERS"
-METRICS_LINE = re.compile(r"vidprof: metrics at http://127\.0\.0\.1:(\d+)/metrics")
+METRICS_LINE = re.compile(r"vidprof: metrics at https?://127\.0\.0\.1:(\d+)/metrics")
 LINGER_LINE = "vidprof: serving final metrics"
 
 # The cheap source for these runs: no decode cost, exact frame counts.

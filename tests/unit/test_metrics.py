@@ -41,6 +41,8 @@ def test_family_names_follow_conventions() -> None:
         "vidprof_memory_bytes": "gauge",
         "vidprof_pipeline": "info",
         "vidprof_stream": "info",
+        "vidprof_source_up": "gauge",
+        "vidprof_source_reconnects": "counter",
     }
 
 
