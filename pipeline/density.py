@@ -106,6 +106,16 @@ def validate(args: argparse.Namespace) -> None:
         raise UsageError(f"--nireq {args.nireq}: expected at least 1 infer request")
 
 
+def passthrough(args: argparse.Namespace) -> list[str]:
+    """The run options density passes unchanged to every trial."""
+    out: list[str] = []
+    for flag in ("preprocess", "hint", "nireq", "device"):
+        value = getattr(args, flag)
+        if value is not None:
+            out += [f"--{flag}", str(value)]
+    return out
+
+
 def resolve(args: argparse.Namespace) -> DensityOptions:
     """Open the source once: its kind (a camera cannot be copied) and its FPS (the default target)."""
     from vidprof.samples import assets
@@ -121,17 +131,12 @@ def resolve(args: argparse.Namespace) -> DensityOptions:
         own_fps = src.fps or 30.0  # what --realtime paces at when the file has no rate
     finally:
         src.close()
-    extra: list[str] = []
-    for flag in ("preprocess", "hint", "nireq", "device"):
-        value = getattr(args, flag)
-        if value is not None:
-            extra += [f"--{flag}", str(value)]
     return DensityOptions(
         source=spec, source_given=args.source is not None, model=args.model,
         target_fps=args.target_fps if args.target_fps is not None else float(own_fps),
         pace_given=args.target_fps is not None, max_latency=args.max_latency_ms / 1e3, max_drop=args.max_drop,
         trial_seconds=args.trial_seconds, warmup=args.warmup, max_streams=args.max_streams,
-        loop=kind.name in LOOPED_KINDS, extra=tuple(extra))
+        loop=kind.name in LOOPED_KINDS, extra=tuple(passthrough(args)))
 
 
 def run_args(opts: DensityOptions, streams: int, for_user: bool = False) -> list[str]:
@@ -149,16 +154,25 @@ def run_args(opts: DensityOptions, streams: int, for_user: bool = False) -> list
     return [*args, *opts.extra]
 
 
+def check_run_settings(args: argparse.Namespace) -> None:
+    """Let run's own parser and checks judge the settings passed to every trial now, as `vidprof tune` does:
+    a bad --hint or --preprocess is then a usage error before anything is opened or run."""
+    from vidprof.pipeline.cli import build_parser, config_from_args
+
+    argv = ["run", "--duration", f"{args.trial_seconds:g}", "--warmup", str(args.warmup), *passthrough(args)]
+    config_from_args(build_parser().parse_args(argv), None)
+
+
 def command_line(opts: DensityOptions, streams: int) -> str:
     return shlex.join(["vidprof", "run", *run_args(opts, streams, for_user=True)])
 
 
 # ----------------------------------------------------------------- judging one trial
 def capture_seconds(report: dict[str, Any]) -> float:
-    """How long the trial captured frames: the run's own figure when it reports one, else its --duration
-    (which is what bounds capture), else the wall time (which also counts draining, so rates come out low)."""
-    for value in (report.get("capture_seconds"), (report.get("config") or {}).get("duration"),
-                  report.get("wall_seconds")):
+    """How long the trial captured frames: its --duration, which bounds capture (start-up is before the clock
+    starts). Not the wall time, which also counts draining the queues after capture, so rates over it come out
+    low; that is only the fallback for a report without a duration."""
+    for value in ((report.get("config") or {}).get("duration"), report.get("wall_seconds")):
         if isinstance(value, (int, float)) and value > 0:
             return float(value)
     return 0.0
@@ -167,13 +181,8 @@ def capture_seconds(report: dict[str, Any]) -> float:
 def stream_rates(report: dict[str, Any]) -> dict[str, float]:
     """Each stream's completed frames per second of capture time."""
     seconds = capture_seconds(report)
-    streams = report.get("streams") or {"0": report}  # a single-stream report is its own only stream
-    out = {}
-    for name, s in streams.items():
-        own = s.get("capture_seconds") if isinstance(s.get("capture_seconds"), (int, float)) else None
-        span = own if own and own > 0 else seconds
-        out[str(name)] = s["frames"]["completed"] / span if span > 0 else 0.0
-    return out
+    streams = report.get("streams") or {"0": report}  # a report without streams is its own only stream
+    return {str(name): s["frames"]["completed"] / seconds if seconds > 0 else 0.0 for name, s in streams.items()}
 
 
 @dataclass(frozen=True)
@@ -213,10 +222,9 @@ def judge(report: dict[str, Any], target_fps: float, max_latency_s: float, max_d
         why.append(f"{m.failed} frames failed")
     floor = FPS_FLOOR * target_fps
     if m.min_stream_fps < floor:
-        name = f"stream {m.slowest}" if m.slowest is not None and len(report.get("streams") or {}) > 1 else "stream"
-        why.append(f"{name} {m.min_stream_fps:.1f} FPS < {floor:.1f} ({FPS_FLOOR:.0%} of {target_fps:g})")
+        why.append(f"stream {m.slowest} {m.min_stream_fps:.1f} FPS < {floor:.1f} ({FPS_FLOOR:.0%} of target)")
     if m.dropped_ratio > max_drop:
-        why.append(f"dropped {m.dropped_ratio:.1%} > {max_drop:.1%}")
+        why.append(f"dropped {m.dropped_ratio:.1%} > {max_drop * 100:g}%")
     if m.e2e_p99 is None:
         why.append("no frame completed")
     elif m.e2e_p99 > max_latency_s:
@@ -303,6 +311,7 @@ class Search:
 
     rows: list[dict[str, Any]] = field(default_factory=list)
     model_only_fps: float | None = None
+    model_path: str | None = None  # the model the trials loaded (the sample model's path when none was given)
 
 
 def search(opts: DensityOptions, state: Search, on_trial: Callable[[dict[str, Any]], None] | None = None,
@@ -314,12 +323,13 @@ def search(opts: DensityOptions, state: Search, on_trial: Callable[[dict[str, An
                 on_start(n)
             first = not state.rows
             t = run_trial(opts, n, work, model_only=first)
-            if first and t.report is None:
-                # One stream that cannot even start is a broken setup (a missing model, say), not a density.
-                raise RunError(f"the 1-stream trial did not run: {t.error}; check it with "
-                               f"`{command_line(opts, 1)}`")
             if first:
-                state.model_only_fps = t.report.get("model_only_fps")  # type: ignore[union-attr]
+                if t.report is None:
+                    # One stream that cannot even start is a broken setup (a missing model, say), not a density.
+                    raise RunError(f"the 1-stream trial did not run: {t.error}; check it with "
+                                   f"`{command_line(opts, 1)}`")
+                state.model_only_fps = t.report.get("model_only_fps")
+                state.model_path = (t.report.get("config") or {}).get("model") or opts.model
             if debug and t.stderr:
                 print(t.stderr.rstrip(), file=sys.stderr)
             state.rows.append(trial_row(t, opts))
@@ -331,31 +341,36 @@ def search(opts: DensityOptions, state: Search, on_trial: Callable[[dict[str, An
 # ----------------------------------------------------------------- the document
 def naive_vs_measured(naive: int | None, measured: int, gave_out: dict[str, Any] | None, opts: DensityOptions,
                       capped: bool) -> str:
-    """Why the model-only estimate and the measured density differ, from what this search saw."""
+    """One sentence on why the model-only estimate and the measured density differ, from what this search saw."""
     if naive is None:
-        return ("no model-only figure was measured, so there is no naive estimate to compare; "
-                "the measured density is the one to plan with")
+        return "no model-only figure was measured, so there is no naive estimate; plan with the measured figure"
     if capped:
-        return (f"the search stopped at --max-streams {measured} without a failure, so the measured limit is at "
-                f"least {measured}; raise --max-streams to find it")
+        return (f"the search stopped at --max-streams {measured} without a failure, so {measured} is a lower bound "
+                f"(naive: {naive}); raise --max-streams to find the limit")
+    if measured > naive:
+        return (f"the pipeline sustains {measured} streams, more than the naive {naive}, because the model-only "
+                "figure is one short run on a pre-made input while many streams keep more infer requests busy; "
+                "plan with the measured figure")
+    if measured == naive:
+        return (f"the measured {measured} matches the naive estimate: the model is the limit here, and decode, "
+                "preprocessing and postprocessing fit in the CPU time it leaves")
     stage = (gave_out or {}).get("stage")
     why = (gave_out or {}).get("why") or ""
-    reasons = ["decode, preprocessing and postprocessing run on the same CPU cores as inference",
-               "every frame crosses Python thread hand-offs between stages"]
-    if "p99" in why:
-        reasons.append(f"the p99 <= {opts.max_latency * 1e3:g} ms budget counts queueing, which grows before "
-                       "throughput runs out")
-    if measured >= naive:
-        return (f"the measured {measured} meets or beats the naive {naive} because the model-only figure is one "
-                "stream's requests on a pre-made input, while many streams keep more requests busy at once; "
-                "plan with the measured figure")
-    lead = f"the model alone would feed {naive} streams but the pipeline sustains {measured}, because "
-    tail = f"; {stage} gave out first" if stage and stage != "inference" else ""
-    return lead + ", ".join(reasons[:-1]) + " and " + reasons[-1] + tail
+    n = measured + 1
+    if "p99" in why and "FPS" not in why and "dropped" not in why:
+        tail = (f", and at {n} streams the p99 <= {opts.max_latency * 1e3:g} ms budget ran out (frames queueing "
+                "behind each other) before throughput did")
+    elif stage and stage != "inference":
+        tail = f", and at {n} streams {stage}, not the model, gave out first"
+    else:
+        tail = ", so inference gets less CPU than it had alone"
+    return (f"the model alone would feed {naive} streams but the pipeline sustains {measured}, because decode, "
+            "preprocessing and postprocessing share the CPU cores with inference and every frame crosses Python "
+            "thread hand-offs between stages" + tail)
 
 
-def build_doc(opts: DensityOptions, rows: list[dict[str, Any]], model_only: float | None,
-              interrupted: bool = False) -> dict[str, Any]:
+def build_doc(opts: DensityOptions, state: Search, interrupted: bool = False) -> dict[str, Any]:
+    rows, model_only = state.rows, state.model_only_fps
     best, gave = result(rows)
     capped = gave is None and best >= opts.max_streams
     naive = math.floor(model_only / opts.target_fps) if model_only else None
@@ -363,7 +378,7 @@ def build_doc(opts: DensityOptions, rows: list[dict[str, Any]], model_only: floa
     doc: dict[str, Any] = {
         "vidprof_density": DENSITY_VERSION,
         "source": opts.source,
-        "model": opts.model,
+        "model": state.model_path or opts.model,
         "target_fps": opts.target_fps,
         "max_latency_seconds": opts.max_latency,
         "max_drop": opts.max_drop,
@@ -393,7 +408,7 @@ def render(doc: dict[str, Any], console: Any = None) -> None:
     console = console or Console(highlight=False, width=None if sys.stdout.isatty() else 80)
     t = Table(title=f"vidprof density: streams at {doc['target_fps']:g} FPS each, in the order tried",
               title_justify="left")
-    for col, justify in (("N", "right"), ("", "left"), ("min FPS", "right"), ("p99 ms", "right"),
+    for col, justify in (("N", "right"), ("result", "left"), ("min FPS", "right"), ("p99 ms", "right"),
                          ("drop", "right"), ("bottleneck", "left"), ("why it failed", "left")):
         t.add_column(col, justify=justify)  # type: ignore[arg-type]
     for r in doc["trials"]:
@@ -413,7 +428,7 @@ def render(doc: dict[str, Any], console: Any = None) -> None:
 
 def summary_line(doc: dict[str, Any]) -> str:
     n, fps = doc["max_streams"], doc["target_fps"]
-    criteria = f"p99 <= {doc['max_latency_seconds'] * 1e3:g} ms, drops <= {doc['max_drop']:.0%}"
+    criteria = f"p99 <= {doc['max_latency_seconds'] * 1e3:g} ms, drops <= {doc['max_drop'] * 100:g}%"
     gave = doc["gave_out_at"]
     if n == 0:
         head = f"max streams: 0; even 1 stream at {fps:g} FPS fails ({criteria})"
@@ -433,6 +448,7 @@ def run_density(args: argparse.Namespace) -> int:
     validate(args)
     if args.report:
         report.check_writable(args.report, "--report")  # fail before minutes of trials, not after
+    check_run_settings(args)
     opts = resolve(args)
     if opts.model is None:
         from vidprof.samples.assets import RANDOM_WEIGHTS_NOTE
@@ -446,7 +462,8 @@ def run_density(args: argparse.Namespace) -> int:
     def finished(row: dict[str, Any]) -> None:
         if not args.quiet:
             verdict = "pass" if row["passed"] else f"fail: {row['why']}"
-            print(f"vidprof: {row['streams']} streams: {verdict}", file=sys.stderr, flush=True)
+            plural = "s" if row["streams"] > 1 else ""
+            print(f"vidprof: {row['streams']} stream{plural}: {verdict}", file=sys.stderr, flush=True)
 
     state = Search()
     try:
@@ -454,9 +471,9 @@ def run_density(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         # Keep what was measured: the trials so far are still true, the result only a lower bound.
         if args.report and state.rows:
-            report.write_json(args.report, build_doc(opts, state.rows, state.model_only_fps, interrupted=True))
+            report.write_json(args.report, build_doc(opts, state, interrupted=True))
         raise
-    doc = build_doc(opts, state.rows, state.model_only_fps)
+    doc = build_doc(opts, state)
     render(doc)
     if args.report:
         report.write_json(args.report, doc)
