@@ -61,40 +61,82 @@ def matched_boxes(ref: np.ndarray, cand: np.ndarray) -> int:
     return matched
 
 
-def compare(ref: Outputs, cand: Outputs, decoder: str, floor: float = AGREEMENT_FLOOR) -> dict[str, Any]:
-    """Frame-by-frame agreement of ``cand`` with ``ref``.
+BOX_DECODERS = ("detection", "ssd", "probability_map")
+DENSE_DECODERS = ("probability_map",)  # their raw output is a map: compared as thresholded maps
 
-    ``agreement``: detection/SSD, matched boxes / max(boxes in either) summed over frames;
-    classification, the share of frames with the same top-1; otherwise the share of frames whose raw
-    outputs are within 1e-4 of the reference's range. Frames missing from ``cand`` count as disagreeing.
+
+def map_overlap(ref: np.ndarray, cand: np.ndarray, threshold: float) -> tuple[int, int]:
+    """(intersection, union) of two maps thresholded at ``threshold``, in pixels."""
+    a, b = ref > threshold, cand > threshold
+    return int(np.count_nonzero(a & b)), int(np.count_nonzero(a | b))
+
+
+def compare(ref: Outputs, cand: Outputs, decoder: str, floor: float = AGREEMENT_FLOOR,
+            exclude: frozenset[int] = frozenset(), threshold: float = 0.5) -> dict[str, Any]:
+    """Frame-by-frame agreement of ``cand`` with ``ref``, on ``ref``'s frames less ``exclude`` (the frames an
+    INT8 variant was calibrated on: agreement is measured on frames it has not seen).
+
+    ``agreement``: detection/SSD, the F1 of boxes matched one-to-one at IoU >= 0.5 with the same label
+    (2 x matched / (reference boxes + candidate boxes)), with ``precision`` and ``recall`` beside it;
+    probability maps (dense outputs), the IoU of the maps thresholded at ``threshold`` over all frames
+    (``map_iou``), with the F1 of their boxes as ``box_f1``; classification, the share of frames with the
+    same top-1; otherwise the share of frames whose raw outputs are within 1e-4 of the reference's range.
+    Frames missing from ``cand`` count as disagreeing (their reference boxes count as missed and as wrong).
     """
-    frames = sorted(ref)
+    frames = [i for i in sorted(ref) if i not in exclude]
     max_diff = 0.0
     agree_num = 0.0
     agree_den = 0.0
+    matched = ref_boxes = cand_boxes = 0
+    inter = union = 0
     for i in frames:
         r_out, r_res = ref[i]
         if i not in cand:
             max_diff = float("inf")
-            agree_den += max(1, len(r_res) if isinstance(r_res, np.ndarray) else 1)
+            n = len(r_res) if isinstance(r_res, np.ndarray) else 0
+            ref_boxes += n
+            cand_boxes += n  # as if every box were wrong: a lost frame is no better than a wrong one
+            agree_den += 1
+            if decoder in DENSE_DECODERS and r_out:
+                union += map_overlap(r_out[0], np.zeros_like(r_out[0]), threshold)[1]
             continue
         c_out, c_res = cand[i]
         diffs = [float(np.max(np.abs(a.astype(np.float64) - b))) if a.shape == b.shape else float("inf")
                  for a, b in zip(r_out, c_out, strict=False)]
         frame_diff = max(diffs, default=0.0)
         max_diff = max(max_diff, frame_diff)
-        if decoder in ("detection", "ssd") and r_res is not None and c_res is not None:
-            agree_num += matched_boxes(r_res, c_res)
-            agree_den += max(len(r_res), len(c_res))
+        if decoder in BOX_DECODERS and r_res is not None and c_res is not None:
+            matched += matched_boxes(r_res, c_res)
+            ref_boxes += len(r_res)
+            cand_boxes += len(c_res)
+        if decoder in DENSE_DECODERS and r_out and c_out and r_out[0].shape == c_out[0].shape:
+            n_inter, n_union = map_overlap(r_out[0], c_out[0], threshold)
+            inter += n_inter
+            union += n_union
         elif decoder == "classification" and r_res is not None and c_res is not None:
             agree_num += float(len(r_res) > 0 and len(c_res) > 0 and r_res[0, 0] == c_res[0, 0])
             agree_den += 1
-        else:
+        elif decoder not in BOX_DECODERS:
             scale = max((float(np.ptp(a)) for a in r_out), default=1.0) or 1.0
             agree_num += float(frame_diff <= 1e-4 * scale)
             agree_den += 1
-    agreement = agree_num / agree_den if agree_den else 1.0
-    method = {"detection": f"boxes matched at IoU >= {IOU_MATCH}", "ssd": f"boxes matched at IoU >= {IOU_MATCH}",
-              "classification": "same top-1"}.get(decoder, "raw outputs within 1e-4 of range")
-    return {"frames": len(frames), "max_abs_diff": max_diff, "agreement": agreement, "method": method,
-            "changes_results": agreement < floor}
+    out: dict[str, Any] = {"frames": len(frames), "excluded_frames": len(set(ref) & exclude),
+                           "max_abs_diff": max_diff}
+    # Nothing to disagree about (no boxes, no pixels above the threshold in either) is agreement.
+    box_f1 = 2 * matched / (ref_boxes + cand_boxes) if ref_boxes + cand_boxes else 1.0
+    if decoder in BOX_DECODERS:
+        out["precision"] = matched / cand_boxes if cand_boxes else 1.0
+        out["recall"] = matched / ref_boxes if ref_boxes else 1.0
+    if decoder in DENSE_DECODERS:
+        agreement = inter / union if union else 1.0
+        out["map_iou"] = agreement
+        out["box_f1"] = box_f1
+        method = f"IoU of maps thresholded at {threshold:g}"
+    elif decoder in BOX_DECODERS:
+        agreement = box_f1
+        method = f"F1 of boxes matched at IoU >= {IOU_MATCH}"
+    else:
+        agreement = agree_num / agree_den if agree_den else 1.0
+        method = "same top-1" if decoder == "classification" else "raw outputs within 1e-4 of range"
+    out.update({"agreement": agreement, "method": method, "changes_results": agreement < floor})
+    return out

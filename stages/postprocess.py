@@ -5,6 +5,8 @@ Decoders live in one table, ``DECODER_TABLE``; adding one is an entry there plus
 - ``detection``: boxes [1, N, 4] (x1, y1, x2, y2) + scores [1, N, C] -> threshold + class-aware NMS.
 - ``ssd``: one [1, 1, N, 7] output of (image_id, label, conf, x1, y1, x2, y2) rows -> threshold.
 - ``classification``: one [1, C] output -> top-k (index, score).
+- ``probability_map``: one [1, 1, H, W] map of per-pixel scores (a DB text detector such as PP-OCR's, a
+  heat map) -> thresholded regions -> boxes.
 - ``passthrough``: anything else; outputs are kept as they are.
 """
 
@@ -64,6 +66,14 @@ def _looks_like_classification(shapes: Sequence[Shape], names: Sequence[str]) ->
     return len(s) == 2 and s[0] == 1 and s[1] > 1
 
 
+def _looks_like_probability_map(shapes: Sequence[Shape], names: Sequence[str]) -> bool:
+    if len(shapes) != 1:
+        return False
+    s = shapes[0]
+    # A [1, 1, N, 7] output is SSD's rows, not a map seven pixels wide.
+    return len(s) == 4 and s[0] == 1 and s[1] == 1 and min(s[2], s[3]) >= 2 and not _looks_like_ssd(shapes, names)
+
+
 def _recognises_nothing(shapes: Sequence[Shape], names: Sequence[str]) -> bool:
     return False
 
@@ -112,6 +122,41 @@ def _classification(opts: PostprocessOptions, shapes: Sequence[Shape], names: Se
     return decode
 
 
+# A DB-style map marks a shrunk core of each region (the text kernel); its box is grown back by
+# area * ratio / perimeter, as DB's "unclip" does (1.5 in the DB paper, 1.6 in PP-OCR's config).
+UNCLIP_RATIO = 1.5
+MIN_REGION_SIDE = 3  # map pixels: smaller specks are noise at the threshold's edge, not regions
+MAX_REGIONS = 1000  # as PP-OCR's max_candidates: a map that is all speckle must not cost a frame seconds
+
+
+def _probability_map(opts: PostprocessOptions, shapes: Sequence[Shape], names: Sequence[str]) -> Decode:
+    height, width = shapes[0][2], shapes[0][3]
+
+    def decode(out: Sequence[np.ndarray]) -> np.ndarray:
+        """Rows of (x1, y1, x2, y2, score, 0), coordinates as shares of the map's width and height (so of
+        the frame: preprocessing resizes the whole frame to the model's input), score the region's mean."""
+        prob = np.asarray(out[0]).reshape(height, width)
+        mask = (prob > opts.threshold).astype(np.uint8)
+        contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        rows = []
+        for c in contours[:MAX_REGIONS]:
+            x, y, w, h = cv2.boundingRect(c)
+            if min(w, h) < MIN_REGION_SIDE:
+                continue
+            inside = np.zeros((h, w), np.uint8)
+            cv2.fillPoly(inside, [c - np.array([x, y], np.int32)], 1)
+            score = float(cv2.mean(prob[y:y + h, x:x + w], mask=inside)[0])
+            if score < opts.threshold:
+                continue
+            perimeter = cv2.arcLength(c, True)
+            grow = cv2.contourArea(c) * UNCLIP_RATIO / perimeter if perimeter > 0 else 0.0
+            rows.append((max(0.0, x - grow) / width, max(0.0, y - grow) / height,
+                         min(float(width), x + w + grow) / width, min(float(height), y + h + grow) / height,
+                         score, 0.0))
+        return np.asarray(rows, np.float32).reshape(-1, 6)
+    return decode
+
+
 def _passthrough(opts: PostprocessOptions, shapes: Sequence[Shape], names: Sequence[str]) -> Decode:
     return lambda out: out
 
@@ -133,6 +178,7 @@ DECODER_TABLE: tuple[Decoder, ...] = (
     Decoder("detection", _looks_like_detection, _detection),
     Decoder("ssd", _looks_like_ssd, _ssd),
     Decoder("classification", _looks_like_classification, _classification),
+    Decoder("probability_map", _looks_like_probability_map, _probability_map),
     PASSTHROUGH,
 )
 

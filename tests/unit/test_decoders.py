@@ -22,6 +22,7 @@ SHAPES: dict[str, list[tuple[int, ...]]] = {
     "detection": [(1, 16, 4), (1, 16, 3)],
     "ssd": [(1, 1, 10, 7)],
     "classification": [(1, 10)],
+    "probability_map": [(1, 1, 24, 40)],
     "passthrough": [(1, 17, 3, 3)],
 }
 NAMES = [d.name for d in DECODER_TABLE]
