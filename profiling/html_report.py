@@ -27,6 +27,7 @@ from matplotlib.ticker import MaxNLocator
 from vidprof.profiling.errors import RunError
 from vidprof.profiling.marks import STAGES, WAITS
 from vidprof.profiling.report import RunReport, StageStats, as_report
+from vidprof.profiling.slowest_text import PART_WORDS, culprit, explain, ms, parts
 from vidprof.profiling.summary import SATURATED
 
 NAN = math.nan
@@ -346,9 +347,10 @@ def _table(doc: RunReport) -> str:
     rows.append(("end-to-end", doc.e2e, "e2e"))
     cells = "".join(
         f'<tr class="{cls}"><td>{html.escape(name)}</td><td>{st.count}</td>'
-        + "".join(f"<td>{_ms(x)}</td>" for x in (st.mean, st.p50, st.p90, st.p99, st.max)) + "</tr>"
+        + "".join(f"<td>{_ms(x) if x is not None else '-'}</td>" for x in (st.mean, st.p50, st.p95, st.p99, st.max))
+        + "</tr>"
         for name, st, cls in rows)
-    head = "".join(f"<th>{h}</th>" for h in ("figure", "count", "mean", "p50", "p90", "p99", "max"))
+    head = "".join(f"<th>{h}</th>" for h in ("figure", "count", "mean", "p50", "p95", "p99", "max"))
     return f"<table><caption>latency in ms</caption><tr>{head}</tr>{cells}</table>"
 
 
@@ -377,6 +379,80 @@ def _facts(doc: RunReport) -> list[str]:
     return out
 
 
+GANTT_ROWS = 40  # frames drawn at most, the slowest of the run first: a chart of 16 streams x 5 stays legible
+
+
+def _part_style(kind: str, name: str) -> dict[str, Any]:
+    """A stage in its colour; a wait in the colour of the stage it waits for, pale and hatched, so the eye
+    separates work from waiting; the wait for an infer request in its own colour, as in the panels."""
+    if kind == "stage":
+        return {"facecolor": COLORS.get(name, "0.5")}
+    # A hatch is drawn in the edge colour: a grey edge keeps it visible without outlining every wait.
+    if name == "infer_wait":
+        return {"facecolor": COLORS["infer_wait"], "alpha": 0.55, "hatch": "xx", "edgecolor": "0.45", "linewidth": 0}
+    return {"facecolor": COLORS.get(name, "0.5"), "alpha": 0.3, "hatch": "//", "edgecolor": "0.45", "linewidth": 0}
+
+
+def render_gantt(report: RunReport | Mapping[str, Any]) -> bytes | None:
+    """The slowest frames as a Gantt chart (PNG): one row per frame, its stages and waits end to end from
+    its decode start, the part furthest above its median outlined. None when the report has no slowest
+    frames (older reports, or ``--slowest 0``)."""
+    doc = as_report(report)
+    frames = sorted(doc.slowest, key=lambda f: -f.e2e)[:GANTT_ROWS]
+    if not frames:
+        return None
+    multi = len(doc.streams) > 1 or len({f.stream for f in frames}) > 1
+    height = 1.9 + 0.42 * len(frames)
+    fig = Figure(figsize=(14, height), dpi=100)
+    FigureCanvasAgg(fig)
+    # Fixed margins in inches (the frame labels left, the legend below), whatever the number of rows.
+    fig.subplots_adjust(left=1.5 / 14, right=0.98, top=1 - 0.45 / height, bottom=0.95 / height)
+    ax = fig.add_subplot()
+    seen: dict[tuple[str, str], None] = {}
+    longest = max(f.e2e for f in frames) * 1e3
+    for row, f in enumerate(frames):
+        c = culprit(f, doc.streams.get(f.stream))
+        x = 0.0
+        for kind, name, sec in parts(f):
+            ax.broken_barh([(x * 1e3, sec * 1e3)], (row - 0.38, 0.76), **_part_style(kind, name))
+            if c is not None and (c.kind, c.name) == (kind, name):
+                ax.broken_barh([(x * 1e3, sec * 1e3)], (row - 0.38, 0.76), facecolor="none", edgecolor="black",
+                               linewidth=1.6)
+            seen[(kind, name)] = None
+            x += sec
+        note = ms(f.e2e) + (f": {ms(c.seconds)} {PART_WORDS[(c.kind, c.name)]}" if c is not None else "")
+        ax.text(f.e2e * 1e3 + longest * 0.01, row, note, va="center", fontsize=8)
+    ax.set_yticks(range(len(frames)),
+                  labels=[f"stream {f.stream} · frame {f.frame}" if multi else f"frame {f.frame}" for f in frames],
+                  fontsize=8)
+    ax.set_ylim(len(frames) - 0.5, -0.5)  # the slowest on top
+    ax.set_xlim(0, longest * 1.45)  # room for the notes right of the bars
+    ax.set_xlabel("ms since the frame's decode started", fontsize=9, labelpad=2)
+    ax.grid(axis="x", alpha=0.3)
+    from matplotlib.patches import Patch  # only the chart needs it
+
+    handles = [Patch(label=WAIT_LABELS.get(name, f"queue before {name}") if kind == "wait" else name,
+                     **_part_style(kind, name)) for kind, name in seen]
+    fig.legend(handles=handles, fontsize=8, loc="lower center", ncol=len(handles), frameon=False)
+    ax.set_title("The slowest frames end to end: each stage and wait, the part furthest above its median "
+                 "outlined", fontsize=10, loc="left")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def _slowest_section(doc: RunReport) -> str:
+    """The Gantt chart and one line per frame, or nothing for a report without slowest frames."""
+    png = render_gantt(doc)
+    if png is None:
+        return ""
+    frames = sorted(doc.slowest, key=lambda f: -f.e2e)
+    multi = len(doc.streams) > 1
+    items = "".join(f"<li>{html.escape(explain(f, doc.streams.get(f.stream), multi))}</li>" for f in frames)
+    return (f'<h2>The slowest frames</h2>\n<img alt="the slowest frames as a Gantt chart" '
+            f'src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">\n<ul class="slow">{items}</ul>\n')
+
+
 def write_html(report: RunReport | Mapping[str, Any], path: str) -> None:
     _check_folder(path, "--html")
     doc = as_report(report)
@@ -401,6 +477,6 @@ tr.neck, tr.e2e {{ font-weight: bold; }} tr.wait {{ color: #777; }}
 {_table(doc)}
 <ul>{facts}</ul>
 <img alt="vidprof panels" src="data:image/png;base64,{png}">
-</body></html>
+{_slowest_section(doc)}</body></html>
 """
     _write(path, page.encode("utf-8"), "--html")

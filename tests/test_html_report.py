@@ -73,8 +73,11 @@ def test_real_report_renders_png_and_html(run_report: tuple[Path, dict[str, Any]
     assert html_report.html.escape(doc["bottleneck"]["advice"]) in page
     # Self-contained: the figure is embedded, nothing is fetched.
     embedded = re.findall(r'<img [^>]*src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
-    assert len(embedded) == 1
+    # The panels, then the slowest frames as a Gantt chart, a row per frame, each explained below it.
+    assert len(embedded) == 2
     assert_figure(base64.b64decode(embedded[0]))
+    assert png_size(base64.b64decode(embedded[1]))[0] >= 1000 and len(doc["slowest"]) == 5
+    assert page.count("</li>") >= 5 and f"frame {doc['slowest'][0]['frame']} at " in page
     assert not re.search(r'(src|href)="(https?:)?//', page) and "<script" not in page
 
 
@@ -86,7 +89,7 @@ def _row(t: float) -> dict[str, Any]:
             "busy": {"inference": 0.5}, "rss_bytes": 100 * 2**20, "cpu_seconds": 1.5}
 
 
-ZERO = {"count": 0, "mean": 0.0, "p50": 0.0, "p90": 0.0, "p99": 0.0, "max": 0.0}
+ZERO = {"count": 0, "mean": 0.0, "p50": 0.0, "p95": 0.0, "p99": 0.0, "max": 0.0}
 NO_TRANSFER = {"bytes": 0, "seconds": 0.0, "per_frame": ZERO}
 # A version-1 file (no per-stream figures) of a run whose every frame failed: no stage figures, no timeline.
 MINIMAL = {"vidprof_report": 1, "frames": {"completed": 0, "dropped": 0, "failed": 3}, "fps": 0.0,
@@ -134,7 +137,7 @@ def test_empty_timeline_cli(tmp_path: Path) -> None:
     (json.dumps({**MINIMAL, "fps": "fast"}), "out.html", "fps is 'fast', not a number"),
     (json.dumps({**MINIMAL, "vidprof_report": 99}), "out.html", "schema version 99, newer than"),
     ('{"vidprof_tune": 1, "results": []}', "out.html", "a `vidprof tune` report"),
-    (json.dumps(MINIMAL), "missing-folder/out.png", "cannot write"),
+    (json.dumps(MINIMAL), "missing-folder/out.png", "does not exist"),
 ], ids=["truncated", "not-a-report", "incomplete", "incomplete-figure", "wrong-type", "newer-version", "tune-report",
         "unwritable-output"])
 def test_bad_input_is_one_line_error(tmp_path: Path, content: str, out: str, expect: str) -> None:
