@@ -14,6 +14,11 @@
 
 Both run in this process, one after the other (order alternating per pair), on ``--frames`` frames;
 the clip loops when more frames are asked than it has (300).
+
+``--io-ms MS`` makes the source bound by I/O like a network camera: every read also waits MS milliseconds
+(a sleep, which releases the CPU as a socket read does) on both sides; for vidprof it is a what-if delay
+in decode (``--inject decode=MSms``). A pipeline overlaps that wait with the other stages; a sequential
+loop adds it to every frame. The RESULT line is then ``vs_naive_loop_io``.
 """
 
 from __future__ import annotations
@@ -28,22 +33,25 @@ from prometheus_client import CollectorRegistry
 
 from bench._common import base_parser, fmt, log, machine_note, median, result_line, run_interleaved
 from vidprof.pipeline.build import build
-from vidprof.pipeline.config import RunConfig
+from vidprof.pipeline.config import Injection, RunConfig
 from vidprof.pipeline.runner import Runner
 from vidprof.samples import assets
 from vidprof.stages.frame import Frame
 from vidprof.stages.inference import InferenceOptions
 from vidprof.stages.preprocess import PLACEMENTS
 
+IO_SECONDS = 0.0  # set from --io-ms in main()
 
-def config(clip: str, frames: int, placement: str, hint: str = "throughput") -> RunConfig:
-    """The config both sides build from; only the naive loop's compile hint differs."""
+
+def config(clip: str, frames: int, placement: str, hint: str = "throughput", io: float = 0.0) -> RunConfig:
+    """The config both sides build from; only the naive loop's compile hint differs (and the I/O wait,
+    which the naive loop does itself)."""
     return RunConfig(sources=(clip,), frames=frames, loop=True, preprocess=placement, pipeline_name="bench",
-                     inference=InferenceOptions(hint=hint))
+                     inference=InferenceOptions(hint=hint), inject=(Injection("decode", io),) if io else ())
 
 
 def vidprof(clip: str, frames: int, placement: str) -> float:
-    runner = Runner(config(clip, frames, placement), registry=CollectorRegistry())
+    runner = Runner(config(clip, frames, placement, io=IO_SECONDS), registry=CollectorRegistry())
     runner.run()
     s = runner.summary().report
     if s["fault"] or s["frames"]["failed"] or s["frames"]["completed"] != frames:
@@ -64,6 +72,8 @@ def naive(clip: str, frames: int, placement: str, hint: str) -> float:
         done = 0
         t0 = time.perf_counter()
         while done < frames:
+            if IO_SECONDS:
+                time.sleep(IO_SECONDS)  # the camera's socket read
             img = src.read()
             if img is None:
                 raise SystemExit(f"{clip}: the source ended after {done} of {frames} frames, even looping")
@@ -85,7 +95,11 @@ def main() -> None:
     p.add_argument("--preprocess", default="separate", choices=PLACEMENTS, help="placement for both (default separate)")
     p.add_argument("--naive-hint", default="latency", choices=("latency", "throughput", "none"),
                    help="compile hint of the naive loop (default latency: best for one request at a time)")
+    p.add_argument("--io-ms", type=float, default=0.0,
+                   help="milliseconds each read waits for I/O, like a network camera (default 0: a local file)")
     a = p.parse_args()
+    global IO_SECONDS
+    IO_SECONDS = a.io_ms / 1e3
     clip = assets.sample_clip_path()
     # Warm-up (untimed): page cache, OpenCV/OpenVINO one-time initialisation.
     vidprof(clip, 60, a.preprocess)
@@ -103,7 +117,8 @@ def main() -> None:
               flush=True)
     print(machine_note())
     print(f"vidprof/naive ratios {fmt(ratios)} median {median(ratios):.3f} (goal >= 1.0)")
-    print(result_line("vs_naive_loop", ratios, preprocess=a.preprocess, naive_hint=a.naive_hint))
+    name = "vs_naive_loop_io" if a.io_ms else "vs_naive_loop"
+    print(result_line(name, ratios, preprocess=a.preprocess, naive_hint=a.naive_hint, io_ms=a.io_ms))
 
 
 if __name__ == "__main__":

@@ -8,11 +8,13 @@ otherwise) and device->host the copy of the outputs; bytes are counted exactly.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import openvino as ov
 
 from vidprof.profiling.clock import Clock
@@ -36,8 +38,14 @@ class InferenceOptions:
     sync: bool = False
     zero_copy: bool = True
     perf_counters: bool = False
+    batch: int = 1  # frames per infer request (from one stream or across streams)
+    batch_timeout: float = 0.01  # seconds a partial batch waits for more frames before it runs as it is
 
     def __post_init__(self) -> None:
+        if not 1 <= self.batch <= 64:
+            raise UsageError(f"--batch {self.batch}: expected 1 to 64 frames per infer request")
+        if not (math.isfinite(self.batch_timeout) and 0 < self.batch_timeout <= 10):
+            raise UsageError(f"--batch-timeout {self.batch_timeout}: expected seconds between 0 and 10, e.g. 0.01")
         if self.hint not in HINTS:
             raise UsageError(f"--hint {self.hint!r}: expected one of {', '.join(HINTS)}")
         if self.streams is not None and self.streams < 1:
@@ -64,7 +72,11 @@ class InferenceOptions:
 
 def compile_model(core: ov.Core, model: ov.Model, opts: InferenceOptions) -> ov.CompiledModel:
     if opts.cache_dir:
-        core.set_property({"CACHE_DIR": opts.cache_dir})
+        try:
+            core.set_property({"CACHE_DIR": opts.cache_dir})
+        except RuntimeError as e:  # OpenVINO creates the folder here: one it cannot create fails now
+            raise RunError(f"--cache-dir {opts.cache_dir}: OpenVINO cannot use it ({runtime_detail(e)}); "
+                           "expected a writable folder; choose another path") from e
     try:
         return core.compile_model(model, opts.device, opts.compile_config())
     except RuntimeError as e:
@@ -74,9 +86,15 @@ def compile_model(core: ov.Core, model: ov.Model, opts: InferenceOptions) -> ov.
 
 def model_only_fps(compiled: ov.CompiledModel, nireq: int, tensor, seconds: float, sync: bool = False) -> float:
     """Inference alone on a pre-made input, the way benchmark_app measures: every request keeps the
-    same input tensor and is restarted as soon as it completes, for ``seconds``."""
+    same input tensor and is restarted as soon as it completes, for ``seconds``. Frames per second: a
+    batched model counts each of its frames."""
     import time
 
+    if not isinstance(compiled, ov.CompiledModel):  # --runtime onnxruntime: its session measures itself
+        return compiled.model_only_fps(nireq, tensor, seconds, sync)
+    batch = int(compiled.inputs[0].get_shape()[0]) if compiled.inputs[0].get_partial_shape().is_static else 1
+    if batch > 1 and tensor.shape[0] == 1:
+        tensor = np.repeat(tensor, batch, axis=0)
     if sync:
         req = compiled.create_infer_request()
         req.set_input_tensor(ov.Tensor(tensor))
@@ -84,7 +102,7 @@ def model_only_fps(compiled: ov.CompiledModel, nireq: int, tensor, seconds: floa
         while time.perf_counter() - t0 < seconds:
             req.infer()
             n += 1
-        return n / (time.perf_counter() - t0)
+        return n * batch / (time.perf_counter() - t0)
     queue = ov.AsyncInferQueue(compiled, nireq)
     for i in range(nireq):
         queue[i].set_input_tensor(ov.Tensor(tensor))
@@ -98,7 +116,7 @@ def model_only_fps(compiled: ov.CompiledModel, nireq: int, tensor, seconds: floa
     while time.perf_counter() - t0 < seconds:
         queue.start_async(None, None)  # inputs already set on every request
     queue.wait_all()
-    return done[0] / (time.perf_counter() - t0)
+    return done[0] * batch / (time.perf_counter() - t0)
 
 
 def resolved_nireq(compiled: ov.CompiledModel, opts: InferenceOptions) -> int:
@@ -179,6 +197,15 @@ class InferenceStage:
         self._busy = 0
         self._busy_lock = threading.Lock()
         self._submit_lock = FairLock()
+        self.batch = opts.batch
+        self._batch_timeout = opts.batch_timeout
+        if self.batch > 1:
+            self._pending: list[Frame] = []
+            self._pending_since = 0
+            self._pending_cv = threading.Condition()
+            self._closing = False
+            self._timer = threading.Thread(target=self._flush_late_batches, name="vidprof-batch-timer", daemon=True)
+            self._timer.start()
         if self._sync:
             self._request = compiled.create_infer_request()
         else:
@@ -212,17 +239,103 @@ class InferenceStage:
         """Wait for a free request, then start it; returns once the frame is in flight (or finished, with --sync).
 
         The wait for a free request includes waiting for other streams' turns: either way the frame
-        waits for the device, and ``infer_wait`` says so."""
+        waits for the device, and ``infer_wait`` says so. With ``batch`` > 1 the frame joins the batch
+        being filled (frames of any stream) and returns at once; the frame that fills it starts it, and a
+        batch still partial after ``batch_timeout`` is started by a timer as it is. A frame's wait for its
+        batch to fill is part of its ``infer_wait``."""
         frame.marks.infer_wait_start = self._clock.now_ns()
-        with self._submit_lock:
-            self._submit_locked(frame)
+        if self.batch == 1:
+            with self._submit_lock:
+                self._submit_locked(frame)
+            return
+        with self._pending_cv:
+            if not self._pending:
+                self._pending_since = frame.marks.infer_wait_start
+                self._pending_cv.notify()  # the timer now has a deadline to watch
+            self._pending.append(frame)
+            full = self._take_batch() if len(self._pending) >= self.batch else None
+        if full:
+            with self._submit_lock:
+                self._start_batch(full)
+
+    def _take_batch(self) -> list[Frame]:
+        frames, self._pending = self._pending[:self.batch], self._pending[self.batch:]
+        return frames
+
+    def _flush_late_batches(self) -> None:
+        """Start a partial batch that has waited ``batch_timeout``: a slow stream must not hold the others."""
+        timeout_ns = int(self._batch_timeout * 1e9)
+        while True:
+            with self._pending_cv:
+                while not self._pending and not self._closing:
+                    self._pending_cv.wait()
+                if self._closing and not self._pending:
+                    return
+                late = self._pending_since + timeout_ns - self._clock.now_ns()
+                if late > 0 and not self._closing:
+                    self._pending_cv.wait(late / 1e9)
+                    continue
+                frames = self._take_batch()
+                if self._pending:
+                    self._pending_since = self._clock.now_ns()
+            with self._submit_lock:
+                self._start_batch(frames)
+
+    def _start_batch(self, frames: list[Frame]) -> None:
+        """Take a free request, copy each frame's tensor into its slot of the batch, start it."""
+        if self._sync:
+            request = self._request
+            rid = 0
+        else:
+            rid = self._queue.get_idle_request_id()  # blocks, GIL released
+            request = self._queue[rid]
+        now = self._clock.now_ns()
+        fed: list[Frame] = []
+        for frame in frames:
+            frame.marks.request = rid
+            frame.marks.start["inference"] = now
+        try:
+            data = request.get_input_tensor().data
+            for i, frame in enumerate(frames):
+                t = frame.tensor
+                assert t is not None
+                t0 = self._clock.now_ns()
+                data[i] = t[0]  # a batch cannot share each frame's memory: one copy per frame
+                frame.transfer.h2d_ns = self._clock.now_ns() - t0
+                frame.transfer.h2d_bytes = t.nbytes
+                fed.append(frame)
+        except Exception as e:  # a tensor the request cannot take: these frames fail, the run goes on
+            for frame in frames:
+                frame.error = f"inference input: {e}"
+                frame.marks.end["inference"] = self._clock.now_ns()
+                self._on_done(frame)
+            return
+        self._set_busy(+1)
+        if self._sync:
+            try:
+                request.infer()
+            except Exception as e:
+                for frame in fed:
+                    frame.error = f"inference: {e}"
+            self._completed(request, fed)
+        else:
+            try:
+                self._queue.start_async(None, fed)
+            except Exception as e:
+                self._set_busy(-1)
+                for frame in fed:
+                    frame.error = f"inference submit: {e}"
+                    frame.marks.end["inference"] = self._clock.now_ns()
+                    self._on_done(frame)
 
     def _submit_locked(self, frame: Frame) -> None:
         marks = frame.marks
         if self._sync:
             request = self._request
+            marks.request = 0
         else:
-            request = self._queue[self._queue.get_idle_request_id()]  # blocks, GIL released
+            marks.request = self._queue.get_idle_request_id()  # blocks, GIL released
+            request = self._queue[marks.request]
         marks.start["inference"] = self._clock.now_ns()
         try:
             self._feed(request, frame)
@@ -248,7 +361,10 @@ class InferenceStage:
                 self._set_busy(-1)
                 raise
 
-    def _completed(self, request: ov.InferRequest, frame: Frame) -> None:
+    def _completed(self, request: ov.InferRequest, frame: Frame | list[Frame]) -> None:
+        if isinstance(frame, list):
+            self._completed_batch(request, frame)
+            return
         try:
             if frame.error is None:
                 t0 = self._clock.now_ns()
@@ -271,10 +387,36 @@ class InferenceStage:
                     self.sampler_error = self.sampler_error or f"{type(e).__name__}: {e}"
             self._on_done(frame)
 
+    def _completed_batch(self, request: ov.InferRequest, frames: list[Frame]) -> None:
+        """A batch is done: each frame gets its own slice of every output (shape [1, ...], as unbatched)."""
+        try:
+            outs = [request.get_output_tensor(i).data for i in range(self._n_out)]
+            for i, frame in enumerate(frames):
+                if frame.error is not None:
+                    continue
+                t0 = self._clock.now_ns()
+                frame.outputs = [o[i:i + 1].copy() for o in outs]
+                frame.transfer.d2h_ns = self._clock.now_ns() - t0
+                frame.transfer.d2h_bytes = sum(o.nbytes for o in frame.outputs)
+            if self._inject is not None:
+                self._inject()
+        except Exception as e:
+            for frame in frames:
+                frame.error = frame.error or f"inference callback: {type(e).__name__}: {e}"
+        finally:
+            end = self._clock.now_ns()
+            for frame in frames:
+                frame.marks.end["inference"] = end
+            self._set_busy(-1)
+            for frame in frames:
+                self._on_done(frame)
+
     def warm_up(self, tensor, rounds: int) -> float:
         """Run every request ``rounds`` times on ``tensor`` before the clock starts; returns the first
         inference's seconds (the real first-inference latency, paid here instead of by frame 0)."""
         requests = [self._request] if self._sync else [self._queue[i] for i in range(len(self._queue))]
+        if self.batch > 1:
+            tensor = np.repeat(tensor, self.batch, axis=0)
         first = 0.0
         for r in range(rounds):
             for i, req in enumerate(requests):
@@ -290,5 +432,10 @@ class InferenceStage:
             self._queue.wait_all()
 
     def close(self) -> None:
+        if self.batch > 1:
+            with self._pending_cv:
+                self._closing = True  # the timer starts what is pending, then ends
+                self._pending_cv.notify()
+            self._timer.join(timeout=10)
         self.drain()
 

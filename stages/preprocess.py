@@ -74,6 +74,7 @@ class HostPreprocess:
     """cv2.resize + colour + layout + type on the host."""
 
     name = "preprocess"
+    inline = True  # cheap enough to run on the thread that submits: no thread and hand-off of its own
 
     def __init__(self, spec: InputSpec, opts: PreprocessOptions) -> None:
         _check(spec, opts)
@@ -167,6 +168,7 @@ class FusedPreprocess:
     """The preprocessing lives in the model; this stage only wraps the frame (no copy)."""
 
     name = "preprocess"
+    inline = True  # nothing to do on the host: no thread and hand-off of its own
 
     def __init__(self, frame_w: int, frame_h: int) -> None:
         self._size = (frame_h, frame_w)

@@ -36,6 +36,8 @@ CASES: list[tuple[str, RunConfig]] = [
     ("live-source-options", RunConfig(sources=("rtsp://cam/1",), open_timeout=12.5, read_timeout=0.75,
                                       reconnect=False, reconnect_delay=0.2)),
     ("model", RunConfig(model="/models/det.xml")),
+    ("onnxruntime", RunConfig(model="/models/det.onnx", runtime="onnxruntime", preprocess="host",
+                              inference=InferenceOptions(nireq=2, sync=False))),
     ("fused-rgb-mean-scale", RunConfig(preprocess="fused", preprocess_options=PreprocessOptions(
         "rgb", (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)))),
     ("negative-mean", RunConfig(preprocess="host", preprocess_options=PreprocessOptions(mean=(-0.5,), scale=(0.1,)))),
@@ -43,6 +45,7 @@ CASES: list[tuple[str, RunConfig]] = [
                                                        True))),
     ("hint-none", RunConfig(inference=InferenceOptions(device="AUTO:GPU,CPU", hint="none"))),
     ("cumulative", RunConfig(inference=InferenceOptions(hint="cumulative_throughput", infer_precision="bf16"))),
+    ("batch", RunConfig(inference=InferenceOptions(batch=8, batch_timeout=0.025))),
     ("postprocess", RunConfig(postprocess=PostprocessOptions("classification", 0.1 + 0.2, 0.45, 3))),
     ("postprocess-kinds", RunConfig(postprocess=PostprocessOptions("ssd", 0.0, 1.0))),
     ("inject", RunConfig(inject=(Injection("postprocess", 0.008), Injection("decode", 0.005, busy=True)))),

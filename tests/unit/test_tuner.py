@@ -18,6 +18,7 @@ from vidprof.pipeline.tuner import (
     recommend,
 )
 from vidprof.profiling.errors import UsageError
+from vidprof.stages.inference import InferenceOptions
 
 
 def test_grid_is_the_cartesian_product() -> None:
@@ -33,7 +34,7 @@ def test_grid_is_the_cartesian_product() -> None:
     (["nireq="], "no values"),
     (["nireq"], "KEY=V1,V2"),
     (["nireq=0"], "positive whole number"),
-    (["batch=4"], "batch 1"),
+    (["batch=0"], "positive whole number"),
     (["sync=maybe"], "true or false"),
     (["nireq=1", "nireq=2"], "given twice"),
 ])
@@ -55,7 +56,8 @@ def test_settings_apply_to_the_config_and_its_argv() -> None:
                              "--preprocess", "fused"]
     # A setting equal to run's default adds nothing to the command line.
     assert apply(RunConfig(), {"zero_copy": "true", "hint": "throughput"}).to_argv() == []
-    assert set(GRID_FIELDS) == set(GRID_KEYS) - {"batch"}  # every grid key but batch (always 1) sets a field
+    assert set(GRID_FIELDS) == set(GRID_KEYS)  # every grid key sets a field
+    assert apply(RunConfig(), {"batch": "4"}).inference.batch == 4
     assert parse_settings("infer_precision=f32,preprocess=host,sync=true") == {
         "infer_precision": "f32", "preprocess": "host", "sync": "true"}
 
@@ -106,3 +108,9 @@ def test_accuracy_agreement_is_computed() -> None:
     assert diff["changes_results"]
     missing = compare(ref, {0: ref[0]}, "detection")
     assert missing["agreement"] == pytest.approx(2 / 4) and missing["max_abs_diff"] == float("inf")
+
+
+def test_a_shared_nireq_is_dropped_for_sync_configurations() -> None:
+    base = RunConfig(inference=InferenceOptions(nireq=4))
+    assert apply(base, {"sync": "true", "infer_precision": "f32"}).inference.nireq is None
+    assert apply(base, {"hint": "latency"}).inference.nireq == 4
