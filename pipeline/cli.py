@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING, Any, NoReturn, cast
 if TYPE_CHECKING:
     from vidprof.pipeline.config import RunConfig
     from vidprof.profiling.report import RunReport
+    from vidprof.profiling.trace import TraceRecorder
 
 from vidprof.pipeline import __version__, signals
 from vidprof.pipeline.density import add_density_arguments  # argparse only: imports no OpenVINO
+from vidprof.pipeline.optimize_args import DEFAULT_CALIBRATION_FRAMES, add_optimize_arguments  # argparse only
 from vidprof.profiling import native_log
 from vidprof.profiling.errors import RunError, UsageError, VidprofError
 
@@ -76,6 +78,9 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                      help="first wait before reconnecting, doubled after each failed attempt up to 30 s (default 1)")
     mod = p.add_argument_group("model and inference")
     mod.add_argument("--model", help="OpenVINO IR .xml, ONNX, TFLite, ... (default: the embedded sample detector)")
+    mod.add_argument("--runtime", default="openvino",
+                     help="openvino (default) | onnxruntime: ONNX Runtime's CPU provider runs an .onnx model in the "
+                          "same pipeline, for comparison (needs vidprof[onnxruntime])")
     mod.add_argument("--device", default="CPU", help="CPU (default), GPU, NPU, AUTO, ...")
     mod.add_argument("--hint", default="throughput",
                      help="latency | throughput (default) | cumulative_throughput | none")
@@ -87,6 +92,11 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     mod.add_argument("--zero-copy", action=argparse.BooleanOptionalAction, default=True,
                      help="share the input tensor with the frame's memory instead of copying it (default: on)")
     mod.add_argument("--perf-counters", action="store_true", help="enable OpenVINO PERF_COUNT")
+    mod.add_argument("--batch", type=int, default=1, metavar="N",
+                     help="frames per infer request, from one stream or across streams (default 1); each "
+                          "frame's wait for its batch counts as its wait for an infer request")
+    mod.add_argument("--batch-timeout", type=_seconds, default=0.01, metavar="S",
+                     help="seconds a partial batch waits for more frames before it runs as it is (default 0.01)")
     pre = p.add_argument_group("preprocessing")
     pre.add_argument("--preprocess", default="separate", help="separate (default) | fused | host")
     pre.add_argument("--model-color", default="bgr", help="channel order the model expects: bgr (default) | rgb")
@@ -94,7 +104,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     pre.add_argument("--scale", type=_floats("--scale"), help="per-channel divisor, e.g. 58.4,57.1,57.4")
     post = p.add_argument_group("postprocessing")
     post.add_argument("--postprocess", default="auto",
-                      help="auto (default) | detection | ssd | classification | passthrough")
+                      help="auto (default) | detection | ssd | classification | probability_map | passthrough")
     post.add_argument("--threshold", type=float, default=0.5, help="score threshold (default 0.5)")
     post.add_argument("--iou", type=float, default=0.5, help="NMS IoU threshold (default 0.5)")
     post.add_argument("--top-k", type=int, default=5, help="classes kept by classification (default 5)")
@@ -128,18 +138,28 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                            "(benchmark_app's way) and report model_only_fps beside the end-to-end FPS")
     prof.add_argument("--dump-outputs", metavar="PATH.npz",
                       help="save every frame's raw outputs (for accuracy comparisons, e.g. by vidprof tune)")
+    prof.add_argument("--trace", metavar="FILE.pftrace",
+                      help="write a Perfetto trace (open it at ui.perfetto.dev): each frame's stages, queue waits "
+                           "and infer request, on one track per stage and per request; see docs/trace.md")
+    prof.add_argument("--trace-frames", type=int, metavar="N",
+                      help="the trace keeps frames 0 to N-1 of each stream (default 2000), plus the --slowest "
+                           "frames of each stream and the frames that overlapped them")
+    prof.add_argument("--slowest", type=int, default=5, metavar="K",
+                      help="list each stream's K slowest frames end to end in the summary and report, with the "
+                           "part that made each slow (default 5; 0: none)")
     prof.add_argument("--quiet", action="store_true", help="no progress line")
     prof.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
 # The `vidprof run` options `vidprof tune` takes too: what every configuration of a sweep shares (a --grid
 # key overrides its own). add_run_arguments declares them for both commands, so their help, types and
-# defaults cannot drift apart; the rest of run's options are run's alone or have a meaning of tune's own.
+# defaults cannot drift apart; the rest of run's options are run's alone or have a meaning of tune's own
+# (--realtime: on by default with a latency budget, and then pacing only the runs that measure latency).
 TUNE_SHARED_OPTIONS = frozenset({
-    "--source", "--copies", "--stream", "--loop", "--realtime", "--realtime-fps",
+    "--source", "--copies", "--stream", "--loop", "--realtime-fps",
     "--open-timeout", "--read-timeout", "--reconnect", "--reconnect-delay",
-    "--model", "--device", "--hint", "--streams", "--nireq", "--infer-precision", "--cache-dir", "--sync",
-    "--zero-copy", "--perf-counters",
+    "--model", "--runtime", "--device", "--hint", "--streams", "--nireq", "--infer-precision", "--cache-dir", "--sync",
+    "--zero-copy", "--perf-counters", "--batch", "--batch-timeout",
     "--preprocess", "--model-color", "--mean", "--scale",
     "--postprocess", "--threshold", "--iou", "--top-k",
     "--inject", "--queue-size",
@@ -164,10 +184,21 @@ def add_tune_arguments(p: argparse.ArgumentParser) -> None:
     own = p.add_argument_group("sweep")
     own.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
                      help="a setting to vary (repeatable): hint, streams, nireq, preprocess, infer_precision, "
-                          "zero_copy, device, sync, batch")
+                          "zero_copy, device, sync, batch, model (original, int8 or a PATH), runtime (openvino, "
+                          "onnxruntime)")
+    own.add_argument("--calibration-frames", type=int, default=DEFAULT_CALIBRATION_FRAMES, metavar="N",
+                     help="with --grid model=...,int8: frames drawn evenly from the source to calibrate the INT8 "
+                          "variant on, through the run's preprocessing (default %(default)s; needs vidprof[optimize])")
     own.add_argument("--frames", type=int, default=300, help="frames per stream of each configuration (default 300)")
     own.add_argument("--repeat", type=int, default=1, help="runs per configuration, interleaved (default 1)")
-    own.add_argument("--max-latency-ms", type=float, help="p99 end-to-end budget for the recommendation")
+    own.add_argument("--max-latency-ms", type=float,
+                     help="p99 end-to-end budget for the recommendation; latency is then measured with frames "
+                          "paced like a camera's (see --realtime)")
+    own.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=None,
+                     help="measure latency with frames paced at the source's FPS (or --realtime-fps), like a "
+                          "camera's: each configuration runs twice, as fast as the source decodes for its FPS and "
+                          "paced for its latency. Default: on with --max-latency-ms or --realtime-fps; "
+                          "--no-realtime measures latency as fast as the source decodes, backlog included")
     own.add_argument("--reference",
                      help="the configuration results are compared with (default: f32, sync, and host "
                           "preprocessing when the grid varies preprocess, else the sweep's own placement)")
@@ -203,11 +234,26 @@ def build_parser() -> argparse.ArgumentParser:
     add_tune_arguments(tune)
     dens = sub.add_parser("density", help="find how many real-time streams of a source one model sustains")
     add_density_arguments(dens)
-    rep = sub.add_parser("report", help="render a saved JSON report (the Grafana panels, offline)")
+    opt = sub.add_parser("optimize", help="quantise a model to INT8, calibrated on frames of your source",
+                         description="Write an INT8 copy of --model (NNCF post-training quantisation, needs "
+                                     "vidprof[optimize]), calibrated on --calibration-frames frames drawn evenly "
+                                     "from --source through the run's preprocessing. `vidprof tune --grid "
+                                     "model=original,int8` measures it beside the original.")
+    add_optimize_arguments(opt)
+    rep = sub.add_parser("report", help="print a saved run's summary again, or draw its panels (--html, --png)",
+                         description="Without --html or --png: print the summary of a run saved with "
+                                     "`vidprof run --report` again, as the run printed it. With them: draw the "
+                                     "Grafana panels from it, offline.")
     rep.add_argument("report", help="a JSON file written by `vidprof run --report`")
     rep.add_argument("--html", metavar="OUT", help="write an HTML page with the panels drawn as pictures")
     rep.add_argument("--png", metavar="OUT", help="write the panels as one PNG image")
     rep.add_argument("--debug", action="store_true", help="show tracebacks")
+    smp = sub.add_parser("samples", help="print the paths of the embedded sample clip and model",
+                         description="Print the path of the embedded sample clip, then of the sample model (an "
+                                     "OpenVINO IR .xml, its .bin beside it), one a line, making them first if this "
+                                     "is their first use. `vidprof run` uses them when --source or --model is not "
+                                     "given; they live in $XDG_CACHE_HOME/vidprof (~/.cache/vidprof).")
+    smp.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
 
 
@@ -219,14 +265,14 @@ def config_from_args(a: argparse.Namespace, metrics_port: int | None) -> RunConf
     from vidprof.stages.preprocess import PreprocessOptions
 
     return RunConfig(
-        sources=tuple(a.source), model=a.model, frames=a.frames, duration=a.duration, loop=a.loop,
+        sources=tuple(a.source), model=a.model, runtime=a.runtime, frames=a.frames, duration=a.duration, loop=a.loop,
         realtime=a.realtime or a.realtime_fps is not None, realtime_fps=a.realtime_fps, copies=a.copies,
         open_timeout=a.open_timeout, read_timeout=a.read_timeout, reconnect=a.reconnect,
         reconnect_delay=a.reconnect_delay,
         preprocess=a.preprocess,
         preprocess_options=PreprocessOptions(a.model_color, a.mean, a.scale),
         inference=InferenceOptions(a.device, a.hint, a.streams, a.nireq, a.infer_precision, a.cache_dir, a.sync,
-                                   a.zero_copy, a.perf_counters),
+                                   a.zero_copy, a.perf_counters, a.batch, a.batch_timeout),
         postprocess=PostprocessOptions(a.postprocess, a.threshold, a.iou, a.top_k),
         inject=tuple(Injection.parse(x) for x in a.inject),
         metrics_host=a.metrics_host, metrics_port=metrics_port, report=a.report,
@@ -246,9 +292,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     debug = getattr(args, "debug", False)
-    if args.command in ("run", "tune", "density"):
+    if args.command in ("run", "tune", "density", "optimize"):
         # FFmpeg's, OpenCV's and OpenVINO's own log lines go to a private file, not over vidprof's output.
         native_log.LOG.start()
+        _no_created_series()
     signals.install()
     try:
         if args.command == "run":
@@ -261,6 +308,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             from vidprof.pipeline.density import run_density
 
             return run_density(args)
+        if args.command == "optimize":
+            from vidprof.pipeline.optimize import run_optimize
+
+            return run_optimize(args)
+        if args.command == "samples":
+            return _samples()
     except VidprofError as e:
         if debug:
             traceback.print_exc()
@@ -269,17 +322,66 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _err(signals.received() or "interrupted")
         return signals.exit_code()
+    except BrokenPipeError as e:
+        if not _stdout_gone():
+            return _unexpected(e, debug)  # a socket, say: not the reader of our output going away
+        # `vidprof ... | head -1`: the reader has what it wanted. Nothing to say, and nowhere to say it.
+        from vidprof.profiling.console import stdout_closed
+
+        stdout_closed()
+        return 0
     except Exception as e:  # a bug, not a user mistake: say so, keep the traceback behind --debug
-        if debug:
-            traceback.print_exc()
-        _err(f"unexpected {type(e).__name__}: {e} (a vidprof bug; rerun with --debug and report it)")
-        return 1
+        return _unexpected(e, debug)
     return 2
 
 
+def _unexpected(e: Exception, debug: bool) -> int:
+    """A bug, not a user mistake: say so, keep the traceback behind --debug."""
+    if debug:
+        traceback.print_exc()
+    _err(f"unexpected {type(e).__name__}: {e} (a vidprof bug; rerun with --debug and report it)")
+    return 1
+
+
+def _stdout_gone() -> bool:
+    """Whether stdout is a pipe whose reader has closed it (poll reports an error on its write end)."""
+    import select
+
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poll.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _no_created_series() -> None:
+    """prometheus_client adds a ``*_created`` series beside every counter and histogram, holding when it was
+    made: for a run, its start, which ``process_start_time_seconds`` holds already. They only crowd every
+    list of series: off, once, before any registry is made (prometheus_client >= 0.17 has the switch)."""
+    import prometheus_client
+
+    disable = getattr(prometheus_client, "disable_created_metrics", None)
+    if disable is not None:
+        disable()
+
+
+def _samples() -> int:
+    """The embedded samples' paths, clip first: made now if this is their first use (said on stderr)."""
+    from vidprof.samples import assets
+
+    print(assets.sample_clip_path())
+    print(assets.sample_model_path())
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
+    import errno
+    import math
+
     from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 
+    from vidprof.pipeline.outputs import OutputsWriter
     from vidprof.pipeline.runner import Runner
     from vidprof.profiling import exporter, report
     from vidprof.profiling.console import ProgressLine, render_summary
@@ -288,18 +390,31 @@ def _run(args: argparse.Namespace) -> int:
     from vidprof.samples.assets import RANDOM_WEIGHTS_NOTE
     from vidprof.stages.inference import model_only_fps
 
-    if args.linger < 0:
-        raise UsageError(f"--linger {args.linger}: expected a number of seconds >= 0")
-    if args.model_only_seconds < 0:
-        raise UsageError(f"--model-only-seconds {args.model_only_seconds}: expected a number of seconds >= 0")
-    if args.push_interval <= 0:
-        raise UsageError(f"--push-interval {args.push_interval}: expected a positive number of seconds")
+    # Written so that nan fails too: inf or nan here would fail only after the run (time.sleep, Event.wait).
+    if not 0 <= args.linger < math.inf:
+        raise UsageError(f"--linger {args.linger}: expected a finite number of seconds >= 0")
+    if not 0 <= args.model_only_seconds < math.inf:
+        raise UsageError(f"--model-only-seconds {args.model_only_seconds}: expected a finite number of seconds >= 0")
+    if not 0 < args.push_interval < math.inf:
+        raise UsageError(f"--push-interval {args.push_interval}: expected a positive, finite number of seconds")
+    if args.sync and args.nireq is not None and args.nireq != 1:
+        raise UsageError(f"--nireq {args.nireq} with --sync: --sync runs one request at a time, so --nireq cannot "
+                         "apply; drop --nireq, or drop --sync to run that many requests")
+    if args.no_metrics:
+        # Settings of the /metrics server that --no-metrics would silently ignore.
+        ignored = [flag for flag, given in (("--metrics-port", args.metrics_port is not None),
+                                            ("--metrics-host", args.metrics_host != "127.0.0.1"),
+                                            ("--linger", args.linger > 0)) if given]
+        if ignored:
+            raise UsageError(f"{', '.join(ignored)} with --no-metrics: there is no /metrics server to apply "
+                             f"{'them' if len(ignored) > 1 else 'it'} to; drop one or the other")
     explicit_port = args.metrics_port is not None
     port = None if args.no_metrics else (args.metrics_port if explicit_port else DEFAULT_METRICS_PORT)
     config = config_from_args(args, port)
+    trace = _trace_recorder(args)
     for flag, path in (("--report", config.report), ("--metrics-textfile", args.metrics_textfile),
-                       ("--dump-outputs", args.dump_outputs)):
-        if path:  # fail before the run, not after it
+                       ("--dump-outputs", args.dump_outputs), ("--trace", args.trace)):
+        if path is not None:  # fail before the run, not after it ('' too: it would silently write nothing)
             report.check_writable(path, flag)
 
     if args.web_config and args.no_metrics:
@@ -315,13 +430,16 @@ def _run(args: argparse.Namespace) -> int:
         # Bound now, so a busy port fails before a long compile; announced once the run can start.
         try:
             server = exporter.serve(registry, config.metrics_host, config.metrics_port, web_config)
-        except VidprofError:
-            if explicit_port:
+        except VidprofError as e:
+            # Only a busy default port has a way out; a bad --metrics-host fails on any port.
+            busy = isinstance(e.__cause__, OSError) and e.__cause__.errno == errno.EADDRINUSE
+            if explicit_port or not busy:
                 raise
             server = exporter.serve(registry, config.metrics_host, 0, web_config)
             busy_note = f"port {DEFAULT_METRICS_PORT} is busy; serving metrics on a free port instead"
 
-    runner = Runner(config, registry)
+    outputs = OutputsWriter(args.dump_outputs) if args.dump_outputs else None
+    runner = Runner(config, registry, outputs=outputs, observe=trace.observe if trace else None, slowest=args.slowest)
     model_only: float | None = None
     pusher = None
     progress = ProgressLine() if not args.quiet else None
@@ -332,6 +450,8 @@ def _run(args: argparse.Namespace) -> int:
         except BaseException:
             if server is not None:
                 server.close()
+            if outputs is not None:
+                outputs.discard()  # nothing measured: leave nothing behind
             raise
         # Only now that sources and model are checked: nothing of a successful start before an error.
         if busy_note:
@@ -364,16 +484,23 @@ def _run(args: argparse.Namespace) -> int:
             server = None
     if error is not None and not runner.prepared:
         raise error  # nothing was measured yet: just the error
+    if trace is not None:
+        try:  # before the summary, so the report says what the trace holds (config.trace)
+            runner.info.config["trace"] = _write_trace(trace, args.trace)
+        except VidprofError as e:  # the report still follows; the error is the run's outcome
+            error = error or e
     rep = dataclasses.replace(runner.summary().run_report, model_only_fps=model_only,
                               native_log=native_log.LOG.summary())
     render_summary(rep)
-    if args.dump_outputs:
-        dump_outputs(args.dump_outputs, runner.kept)
+    if outputs is not None:
+        outputs.close()
     if config.report:
         report.write_report(config.report, rep)
         print(f"vidprof: report written to {config.report}", file=sys.stderr)
     if args.metrics_textfile:
         write_textfile(args.metrics_textfile, registry)
+    if server is not None:
+        server.refresh()  # scrapes from now on see the final values, not those of up to half a second ago
     if pusher is not None:
         pusher.finish()  # raises a RunError if the final push fails: those figures would be lost
     if server is not None:
@@ -382,6 +509,29 @@ def _run(args: argparse.Namespace) -> int:
     if error is not None:
         raise error
     return _exit_status(rep, runner.info.interrupted)
+
+
+def _trace_recorder(args: argparse.Namespace) -> TraceRecorder | None:
+    """The --trace collector, its bounds checked before the run; None without --trace."""
+    from vidprof.profiling.trace import DEFAULT_TRACE_FRAMES, TraceRecorder
+
+    if args.slowest < 0:
+        raise UsageError(f"--slowest {args.slowest}: expected 0 or more frames per stream")
+    if args.trace is None:
+        if args.trace_frames is not None:
+            raise UsageError("--trace-frames without --trace: there is no trace to bound; add --trace FILE.pftrace")
+        return None
+    frames = DEFAULT_TRACE_FRAMES if args.trace_frames is None else args.trace_frames
+    if frames < 0:
+        raise UsageError(f"--trace-frames {frames}: expected 0 or more frames per stream")
+    return TraceRecorder(frames, args.slowest)
+
+
+def _write_trace(trace: TraceRecorder, path: str) -> dict[str, Any]:
+    what = trace.write(path)
+    print(f"vidprof: trace written to {path}: {what['frames']} of {what['frames_seen']} frames, the trace keeps "
+          f"{what['kept']}", file=sys.stderr)
+    return what
 
 
 def _exit_status(rep: RunReport, interrupted: bool) -> int:
@@ -424,16 +574,24 @@ def tune_base(args: argparse.Namespace) -> RunConfig:
 
 
 def _tune(args: argparse.Namespace) -> int:
-    from rich.progress import Progress
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from vidprof.pipeline import tuner
+    from vidprof.pipeline import optimize, tuner
     from vidprof.profiling import report
     from vidprof.profiling.console import render_tune
+    from vidprof.samples.assets import RANDOM_WEIGHTS_NOTE
 
     if not args.grid:
         raise UsageError("vidprof tune needs at least one --grid KEY=V1,V2,..., e.g. --grid nireq=1,2,4")
+    if args.realtime is False and args.realtime_fps is not None:
+        raise UsageError("--no-realtime with --realtime-fps: --realtime-fps paces the latency runs; drop one")
     grid = tuner.parse_grid(args.grid)
     base = tune_base(args)  # the same checks as `vidprof run` with these options
+    # A latency budget means something only for frames arriving at a real pace: a file fed as fast as it
+    # decodes builds a backlog, and its latency is then mostly queueing behind earlier frames.
+    paced = args.realtime if args.realtime is not None else (
+        args.max_latency_ms is not None or args.realtime_fps is not None)
     if args.reference is not None:
         reference = tuner.parse_settings(args.reference)
     else:
@@ -441,24 +599,51 @@ def _tune(args: argparse.Namespace) -> int:
         # sweep's own, or every configuration would differ from it by interpolation rounding alone.
         placement = "host" if "preprocess" in grid else base.preprocess
         reference = {"infer_precision": "f32", "preprocess": placement, "sync": "true"}
-    opts = tuner.TuneOptions(grid, base, reference, args.repeat, args.warmup, args.model_only_seconds,
-                             args.max_latency_ms / 1e3 if args.max_latency_ms is not None else None,
-                             args.min_agreement)
+    max_latency = args.max_latency_ms / 1e3 if args.max_latency_ms is not None else None
+    opts = tuner.TuneOptions(grid, base, reference, args.repeat, args.warmup, args.model_only_seconds, max_latency,
+                             args.min_agreement, paced=paced)
     for flag, path in (("--report", args.report), ("--csv", args.csv)):
-        if path:
+        if path is not None:
             report.check_writable(path, flag)
-    settings = [*tuner.configurations(grid), reference]
+    # model=int8: quantised once, before the sweep (or found in the cache), so every configuration names a file.
+    models = optimize.prepare_models(grid.get("model", []), base, optimize.QuantizeSettings(args.calibration_frames),
+                                     None if args.quiet else lambda msg: print(f"vidprof: {msg}", file=sys.stderr),
+                                     quiet=args.quiet)
+    runnable, skipped = tuner.runnable(grid, base, models)
+    for s, why in skipped:
+        print(f"vidprof: skipping {tuner.label(s)}: {why}", file=sys.stderr)
+    settings = [*runnable, reference]
     # Bad settings fail here, before anything runs: each configuration's RunConfig checks itself...
-    configs = [(s, tuner.apply(base, s)) for s in settings]
+    configs = [(s, tuner.apply(base, s, models)) for s in settings]
+    _check_sweep(configs)  # ...what `vidprof run` refuses beyond those checks...
     # ...and the device checks its own, one compile per distinct device setting.
-    tuner.preflight(base, configs)
+    live = tuner.preflight(base, configs)
+    opts = dataclasses.replace(opts, live_source=live, models=models)
     n = len(settings) - 1
+    runs = 2 if opts.two_runs else 1
+    how = (": each runs twice, as fast as the source decodes (FPS) and paced like a camera (latency)"
+           if opts.two_runs else "")
     print(f"vidprof: tuning {n} configurations x {args.repeat} repeat(s) + the reference, "
-          f"{args.frames} frames each", file=sys.stderr)
-    with Progress(disable=args.quiet, transient=True) as progress:
-        task = progress.add_task("tuning", total=1 + n * args.repeat)
-        doc = tuner.sweep(opts, on_step=lambda what: progress.update(task, advance=1, description=what[:60]))
+          f"{args.frames} frames each{how}", file=sys.stderr)
+    if base.model is None:
+        print(f"vidprof: note: {RANDOM_WEIGHTS_NOTE}", file=sys.stderr)
+
+    def on_step(what: str, finished: bool) -> None:
+        # The label names the run starting now, as the table will name it; the bar moves when it ends.
+        if finished:
+            progress.update(task, advance=1)
+        else:
+            progress.update(task, description=f"running {what}")
+
+    # The label last: on a narrow terminal it is what gets cut, not the count.
+    columns = (BarColumn(bar_width=16), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.description}"))
+    # A bar redrawn in place means nothing in a file or pipe: there, the lines above and the table say it all.
+    shown = not args.quiet and sys.stderr.isatty()
+    with Progress(*columns, disable=not shown, transient=True, console=Console(stderr=True)) as progress:
+        task = progress.add_task("starting", total=(1 + n * args.repeat) * runs)
+        doc = tuner.sweep(opts, on_step=on_step)
     render_tune(doc)
+    optimize.render_variants(models, doc["results"])
     if args.report:
         report.write_json(args.report, doc)
         print(f"vidprof: report written to {args.report}", file=sys.stderr)
@@ -471,11 +656,49 @@ def _tune(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(args: argparse.Namespace) -> int:
-    from vidprof.profiling.console import render_summary
-    from vidprof.profiling.report import read_report
+def _check_sweep(configs: Sequence[tuple[dict[str, str], RunConfig]]) -> None:
+    """What `vidprof run` refuses beyond a RunConfig's own checks, for every configuration of a sweep (the
+    reference last): each runs as its own `vidprof run`, which would otherwise fail it minutes in."""
+    import openvino as ov
 
+    from vidprof.pipeline.build import check_streams
+    from vidprof.pipeline.tuner import label
+
+    core = ov.Core()
+    for i, (settings, cfg) in enumerate(configs):
+        inf = cfg.inference
+        if inf.sync and inf.nireq is not None and inf.nireq != 1:
+            if i == len(configs) - 1:
+                given = "--reference" if "nireq" in settings else "--nireq"
+                raise UsageError(f"the reference ({label(settings)}) runs with sync, one request at a time, so "
+                                 f"nireq {inf.nireq} from {given} cannot apply to it; give nireq through --grid, "
+                                 "or a --reference with sync=false")
+            nireq = f"--grid nireq={inf.nireq}" if "nireq" in settings else f"--nireq {inf.nireq}"
+            sync = "--grid sync=true" if "sync" in settings else "--sync"
+            fix = "sweep nireq without sync=true" if "sync" in settings else "drop --sync or nireq"
+            raise UsageError(f"{nireq} with {sync}: --sync runs one request at a time, so nireq cannot apply; {fix}")
+        try:
+            check_streams(core, inf)
+        except VidprofError as e:
+            raise type(e)(f"--grid {label(settings)}: {e}" if "streams" in settings else str(e)) from e
+
+
+def _report(args: argparse.Namespace) -> int:
+    import os
+
+    from vidprof.profiling.console import render_summary
+    from vidprof.profiling.report import WRITTEN_BY, check_writable, read_report
+
+    # read_report knows a missing file and a file that is not JSON; a folder or an unreadable file would
+    # otherwise surface as an OSError from open().
+    if os.path.isdir(args.report):
+        raise RunError(f"report {args.report}: is a folder; expected a JSON file written by {WRITTEN_BY}")
+    if os.path.exists(args.report) and not os.access(args.report, os.R_OK):
+        raise RunError(f"report {args.report}: file is not readable; check its permissions")
     rep = read_report(args.report)  # a RunReport: its shape is checked here, once, for every renderer
+    for flag, path in (("--html", args.html), ("--png", args.png)):
+        if path is not None:  # before drawing: a bad second path must not follow a written first file
+            check_writable(path, flag)
     if not args.html and not args.png:
         render_summary(rep)
         return 0
@@ -493,25 +716,6 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-def dump_outputs(path: str, kept: dict) -> None:
-    """One npz: f{index}_o{k} for each raw output, f{index}_r for the decoded result when it is an array;
-    streams after the first are prefixed s{stream}. (``vidprof tune`` compares stream 0.)"""
-    import numpy as np
-
-    arrays = {}
-    for stream, frames in kept.items():
-        prefix = f"s{stream}" if stream else ""
-        for index, (outputs, result) in frames.items():
-            for k, out in enumerate(outputs):
-                arrays[f"{prefix}f{index}_o{k}"] = out
-            if isinstance(result, np.ndarray):
-                arrays[f"{prefix}f{index}_r"] = result
-    try:
-        np.savez_compressed(path, **arrays)
-    except OSError as e:
-        raise RunError(f"--dump-outputs {path}: cannot write ({e.strerror or e}); choose a writable path") from e
-
-
 def _linger(server: object, seconds: float) -> None:
     """Keep /metrics up so a scraper sees the final values of a short run; Ctrl-C ends it early."""
     import time
@@ -527,7 +731,14 @@ def _linger(server: object, seconds: float) -> None:
 
 
 def entry() -> None:
-    sys.exit(main())
+    code = main()
+    try:
+        sys.stdout.flush()  # now, not at exit, where a reader that went away would print a traceback
+    except BrokenPipeError:
+        from vidprof.profiling.console import stdout_closed
+
+        stdout_closed()  # as Python's documentation advises for SIGPIPE; the run's own status stands
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -71,6 +71,36 @@ class Injection:
         return f"{self.stage}={'busy:' if self.busy else ''}{format(Decimal(repr(self.seconds)), 'f')}s"
 
 
+RUNTIMES = ("openvino", "onnxruntime")
+
+
+def onnxruntime_conflict(config: RunConfig) -> str | None:
+    """Why ``config`` cannot run on ONNX Runtime's CPU provider, as a one-line error; None when it can.
+
+    Settings that only configure OpenVINO and change nothing measured (--hint, --cache-dir, --zero-copy)
+    are not conflicts: ONNX Runtime has no such thing, and a sweep sharing them must still run it."""
+    inf = config.inference
+    what = "--runtime onnxruntime"
+    if config.model is None:
+        return (f"{what}: the embedded sample model is an OpenVINO IR; expected an ONNX model (.onnx); give "
+                "--model PATH.onnx, or use --runtime openvino")
+    if not config.model.lower().endswith(".onnx"):
+        return (f"{what} runs ONNX models; --model {config.model} is not an .onnx file; give an ONNX model, or use "
+                "--runtime openvino")
+    if config.preprocess == "fused":
+        return (f"{what} with --preprocess fused: fused builds the preprocessing into an OpenVINO model; use "
+                "--preprocess separate or host")
+    if inf.device.upper() != "CPU":
+        return f"{what} with --device {inf.device}: vidprof runs ONNX Runtime's CPU provider only; use --device CPU"
+    for flag, given in (("--streams", inf.streams is not None),
+                        ("--infer-precision", inf.infer_precision not in (None, "f32")),
+                        ("--perf-counters", inf.perf_counters), ("--batch", inf.batch != 1)):
+        if given:
+            return (f"{what} with {flag}: an OpenVINO setting ONNX Runtime has no equivalent for; drop {flag} or "
+                    "use --runtime openvino")
+    return None
+
+
 @dataclass(frozen=True)
 class StreamSpec:
     """One stream of a run: its label and the source it reads (None: the embedded sample clip)."""
@@ -87,6 +117,7 @@ MAX_STREAMS = 256  # the stream label's cardinality bound: each stream is a labe
 class RunConfig:
     sources: tuple[str, ...] = ()  # empty: the embedded sample clip
     model: str | None = None  # None: the embedded sample model
+    runtime: str = "openvino"  # what runs inference: OpenVINO, or ONNX Runtime's CPU provider for comparison
     frames: int | None = None  # per stream
     duration: float | None = None
     loop: bool = False
@@ -122,10 +153,20 @@ class RunConfig:
         SourceOptions(self.loop, self.open_timeout, self.read_timeout)  # validates the timeouts
         if self.preprocess not in PLACEMENTS:
             raise UsageError(f"--preprocess {self.preprocess!r}: expected one of {', '.join(PLACEMENTS)}")
+        for flag, values in (("--mean", self.preprocess_options.mean), ("--scale", self.preprocess_options.scale)):
+            # nan or inf would turn every input tensor into nan, and the run would measure garbage in silence.
+            if values is not None and not all(math.isfinite(v) for v in values):
+                raise UsageError(f"{flag} {','.join(map(str, values))}: expected finite numbers, "
+                                 "e.g. 123.7,116.3,103.5")
         if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
             raise UsageError(f"--metrics-port {self.metrics_port}: expected 0..65535 (0 picks a free port)")
         if self.warmup < 0:
             raise UsageError(f"--warmup {self.warmup}: expected 0 or more rounds")
+        if self.runtime not in RUNTIMES:
+            raise UsageError(f"--runtime {self.runtime!r}: expected one of {', '.join(RUNTIMES)}")
+        conflict = onnxruntime_conflict(self) if self.runtime == "onnxruntime" else None
+        if conflict:
+            raise UsageError(conflict)
         if self.queue_size < 1:
             raise UsageError(f"--queue-size {self.queue_size}: expected at least 1")
         if self.realtime_fps is not None and not self.realtime_fps > 0:
@@ -215,6 +256,7 @@ class RunConfig:
         flag("--no-reconnect", not self.reconnect)
         opt("--reconnect-delay", self.reconnect_delay, d.reconnect_delay)
         opt("--model", self.model)
+        opt("--runtime", self.runtime, d.runtime)
         opt("--device", inf.device, dinf.device)
         opt("--hint", inf.hint, dinf.hint)
         opt("--streams", inf.streams)
@@ -224,6 +266,8 @@ class RunConfig:
         flag("--sync", inf.sync)
         flag("--no-zero-copy", not inf.zero_copy)
         flag("--perf-counters", inf.perf_counters)
+        opt("--batch", inf.batch, dinf.batch)
+        opt("--batch-timeout", inf.batch_timeout, dinf.batch_timeout)
         opt("--preprocess", self.preprocess, d.preprocess)
         opt("--model-color", pre.model_color, dpre.model_color)
         opt("--mean", pre.mean)

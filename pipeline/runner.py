@@ -22,18 +22,21 @@ from prometheus_client import CollectorRegistry
 
 from vidprof.pipeline.build import Parts, build, default_pipeline_name
 from vidprof.pipeline.config import RunConfig
+from vidprof.pipeline.outputs import OutputsWriter
 from vidprof.pipeline.stream import Reconnect, StreamWorker
 from vidprof.profiling.clock import Clock, MonotonicClock
 from vidprof.profiling.marks import STAGES
 from vidprof.profiling.metrics import MetricFamilies, PipelineMetrics, StreamMetrics
 from vidprof.profiling.perf_counters import PerfCounterSampler
-from vidprof.profiling.recorder import FrameSink, Recorder
+from vidprof.profiling.recorder import FrameSink, Recorder, Tee
 from vidprof.profiling.report import InjectedDelay, Outage, StageStats
+from vidprof.profiling.slowest import DEFAULT_SLOWEST, SlowestFrames
 from vidprof.profiling.summary import RunInfo, StreamInfo, Summary, busy_ratios
 from vidprof.profiling.timeline import Timeline
 from vidprof.stages.frame import Frame
 from vidprof.stages.inference import InferenceStage
 from vidprof.stages.inject import Delay
+from vidprof.stages.ort_inference import OrtInferenceStage, OrtModel
 
 
 @dataclass
@@ -68,9 +71,14 @@ class Runner:
     """One pipeline run. ``prepare()`` builds; ``run()`` processes frames; ``summary()`` any time."""
 
     def __init__(self, config: RunConfig, registry: CollectorRegistry | None = None,
-                 clock: Clock | None = None, make_sink: Callable[[], FrameSink] | None = None) -> None:
+                 clock: Clock | None = None, make_sink: Callable[[], FrameSink] | None = None,
+                 outputs: OutputsWriter | None = None,
+                 observe: Callable[[int, str], FrameSink] | None = None, slowest: int = DEFAULT_SLOWEST) -> None:
         """``make_sink``: what each stream reports its frames to instead of a Recorder (a no-op sink
-        for overhead baselines); the summary then has no per-frame figures."""
+        for overhead baselines); the summary then has no per-frame figures. ``outputs``: where every
+        completed frame's raw outputs are written (``--dump-outputs``). ``observe(stream index, label)``: a
+        second sink per stream that sees every frame too (a trace writer), after the recorder. ``slowest``:
+        how many of each stream's slowest frames the report lists (``--slowest``)."""
         self.config = config
         self.clock = clock or MonotonicClock()
         self.pipeline_name = config.pipeline_name or default_pipeline_name(config.sources[0] if config.sources
@@ -78,6 +86,10 @@ class Runner:
         self.families = MetricFamilies(registry) if registry is not None else None
         self.metrics = PipelineMetrics(self.families, self.pipeline_name) if self.families is not None else None
         self._make_sink = make_sink
+        self._outputs = outputs
+        self._observe = observe
+        # The report's slowest frames (``slowest`` per stream), fed beside each recorder.
+        self.slowest = SlowestFrames(slowest, run_start_ns=lambda: self._t_start)
         self.info = RunInfo(config=config.to_dict())
         self.info.config["pipeline_name"] = self.pipeline_name
         self.stop_event = threading.Event()
@@ -92,7 +104,6 @@ class Runner:
         self._first_inference_done = False
         self._deadline: int | None = None
         self._t_start = 0
-        self._next_row = 1.0
         self._last_counts: list[int] = []  # each stream's completed frames at the last tick
 
     @property
@@ -128,7 +139,9 @@ class Runner:
                 parts.compiled, set(parts.original_names) if parts.original_names is not None else None,
                 self.metrics.registry if self.metrics else None, {"pipeline": self.pipeline_name},
                 skip_first=0 if cfg.warmup else 2 * self.nireq)
-        self.inference = InferenceStage(
+        # --runtime onnxruntime: ONNX Runtime's stage, with the same interface and the same routing.
+        stage: Any = OrtInferenceStage if isinstance(parts.compiled, OrtModel) else InferenceStage
+        self.inference = stage(
             parts.compiled, self.nireq, inf, self.clock, self._route,
             on_busy=self.metrics.infer_requests_busy.set if self.metrics else None,
             inject=self.delays.get("inference"), sampler=self.sampler,
@@ -141,10 +154,12 @@ class Runner:
             else:
                 recorder = Recorder(sm)
                 self.recorders.append(recorder)
-                sink = recorder
+                sink = Tee(recorder, self.slowest.sink(sp.spec.index, sp.spec.label))
+            if self._observe is not None:
+                sink = Tee(sink, self._observe(sp.spec.index, sp.spec.label))
             worker = StreamWorker(sp, self.inference, parts.postprocess, sink, self.clock, nireq=self.nireq,
                                   queue_size=cfg.queue_size, delays=self.delays, deadline_ns=lambda: self._deadline,
-                                  stop_all=self.stop_event, hurry=self.hurry_event, keep_outputs=cfg.keep_outputs,
+                                  stop_all=self.stop_event, hurry=self.hurry_event, outputs=self._outputs,
                                   on_completed=self._first_inference, metrics=sm,
                                   reconnect=Reconnect(cfg.reconnect, cfg.reconnect_delay),
                                   run_start_ns=lambda: self._t_start)
@@ -272,14 +287,13 @@ class Runner:
         self.info.wall_seconds = (now - self._t_start) / 1e9
         self.info.frames_read = sum(w.frames_read for w in self.workers)
         self._update_gauges(window=window)
-        if self.timeline is not None and self.info.wall_seconds >= self._next_row:
+        if self.timeline is not None and self.timeline.due(self.info.wall_seconds):
             self._timeline_row()
-            self._next_row = self.info.wall_seconds + 1.0
         if on_progress is not None and self.recorders:
             # The last 200 frames of each stream: a live view, cheap whatever the length of the run.
             stage_ms = {}
             for st in STAGES:
-                recent = [v for r in self.recorders for v in r.samples.stages[st][-200:]]
+                recent = [v for r in self.recorders for v in r.samples.stages[st].recent(200)]
                 stage_ms[st] = sum(recent) / len(recent) * 1e3 if recent else 0.0
             rs = self.recorders
             on_progress(Progress(self.info.wall_seconds, done, sum(r.dropped for r in rs), sum(r.failed for r in rs),
@@ -320,13 +334,11 @@ class Runner:
         self.metrics.memory["peak_rss"].set(peak_rss_bytes())
 
     def close(self) -> None:
+        inference = getattr(self, "inference", None)
+        if inference is not None:
+            inference.close()
         if self.parts is not None:
             self.parts.close()
-
-    @property
-    def kept(self) -> dict[int, dict[int, tuple[list[Any], Any]]]:
-        """Each stream's kept outputs (``keep_outputs``): {stream index: {frame index: (outputs, result)}}."""
-        return {w.index: w.kept for w in self.workers}
 
     def summary(self) -> Summary:
         """What was measured so far; valid after a fault or interrupt too."""
@@ -345,12 +357,12 @@ class Runner:
         streams = [StreamInfo(w.label, w.source.description, w.source.kind, w.frames_read, w.fault, r,
                               ((w.ended_ns or now) - self._t_start) / 1e9 if self._t_start else 0.0,
                               tuple(Outage(o.start, o.seconds, o.reason, o.attempts) for o in w.outages),
-                              w.outage_count, w.reconnects)
+                              w.outage_count, w.reconnects, w.source.live)
                    for w, r in zip(self.workers, self.recorders, strict=False)]
         inject = {stage: InjectedDelay(d.seconds, d.busy, StageStats.of(d.actual))
                   for stage, d in self.delays.items()}
         summary = Summary.build(self.recorders, self.info, perf, streams, inject,
-                                self.timeline.rows if self.timeline is not None else ())
+                                self.timeline.rows if self.timeline is not None else (), self.slowest.frames())
         return summary
 
 

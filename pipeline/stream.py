@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vidprof.pipeline.build import StreamParts
+from vidprof.pipeline.outputs import OutputsWriter
 from vidprof.profiling.clock import Clock
 from vidprof.profiling.errors import RunError
 from vidprof.profiling.metrics import StreamMetrics
@@ -60,7 +61,7 @@ class StreamWorker:
     def __init__(self, parts: StreamParts, inference: InferenceStage, postprocess: Postprocess, sink: FrameSink,
                  clock: Clock, *, nireq: int, queue_size: int, delays: dict[str, Delay],
                  deadline_ns: Callable[[], int | None], stop_all: threading.Event, hurry: threading.Event,
-                 keep_outputs: bool = False, on_completed: Callable[[Frame], None] | None = None,
+                 outputs: OutputsWriter | None = None, on_completed: Callable[[Frame], None] | None = None,
                  reconnect: Reconnect | None = None, metrics: StreamMetrics | None = None,
                  run_start_ns: Callable[[], int] | None = None) -> None:
         self.parts = parts
@@ -88,8 +89,7 @@ class StreamWorker:
         self.fault: str | None = None
         self.frames_read = 0
         self.ended_ns: int | None = None  # when the last frame left postprocess: this stream's own wall time
-        self.keep_outputs = keep_outputs
-        self.kept: dict[int, tuple[list[Any], Any]] = {}
+        self._outputs = outputs
         # A live source keeps the queues short, so a frame never waits behind stale ones: one waiting
         # for preprocess, and no more waiting for inference than there are requests.
         live = self.source.live
@@ -109,9 +109,17 @@ class StreamWorker:
         return {"preprocess": self.q_pre.qsize, "inference": self.q_inf.qsize, "postprocess": self.q_post.qsize}
 
     def threads(self) -> list[threading.Thread]:
-        return [threading.Thread(target=fn, name=f"vidprof-{self.label}-{name}", daemon=True) for name, fn in (
-            ("decode", self._decode_loop), ("preprocess", self._preprocess_loop),
-            ("submit", self._submit_loop), ("postprocess", self._postprocess_loop))]
+        """Four threads, or three when preprocessing is cheap on the host or inside the model (``host``,
+        ``fused``): then one thread preprocesses and submits, and a frame makes one hand-off fewer. The
+        ``separate`` placement keeps a thread of its own: its graph runs while the submitter waits for a
+        free request."""
+        if getattr(self.preprocess, "inline", False):
+            loops = (("decode", self._decode_loop), ("preprocess+submit", self._preprocess_submit_loop),
+                     ("postprocess", self._postprocess_loop))
+        else:
+            loops = (("decode", self._decode_loop), ("preprocess", self._preprocess_loop),
+                     ("submit", self._submit_loop), ("postprocess", self._postprocess_loop))
+        return [threading.Thread(target=fn, name=f"vidprof-{self.label}-{name}", daemon=True) for name, fn in loops]
 
     # ----------------------------------------------------------------- shared inference hands frames back here
     def completed(self, frame: Frame) -> None:
@@ -158,7 +166,12 @@ class StreamWorker:
                     break
                 # A paced source waits for its next frame time here, outside the decode figure:
                 # waiting for a frame is the source's pace, not decoding cost.
-                src.wait()
+                missed = src.wait()
+                if missed:  # frames the source delivered while this thread was late: dropped, and counted
+                    for _ in range(missed if limit is None else min(missed, max(0, limit - index - 1))):
+                        index += 1
+                        self.frames_read = index
+                        self.sink.frame_dropped(None)
                 frame = Frame(index, self.index)
                 frame.marks.start["decode"] = clock.now_ns()
                 try:
@@ -181,7 +194,7 @@ class StreamWorker:
                 frame.image = image
                 if limit is not None and index >= limit:
                     break
-                frame.index = index
+                frame.index = frame.marks.frame = index
                 index += 1
                 self.frames_read = index
                 put(frame)
@@ -197,6 +210,7 @@ class StreamWorker:
                 break
             bad = Frame(index, self.index, error="decode: a damaged frame FFmpeg could not decode", reason="damaged")
             bad.marks.start["decode"] = bad.marks.end["decode"] = at_ns
+            bad.marks.frame = index
             index += 1
             self.frames_read = index
             put(bad)
@@ -233,8 +247,40 @@ class StreamWorker:
                 self._metrics.source_reconnects.inc()
             return True
 
-    def _preprocess_loop(self) -> None:
+    def _preprocess_one(self, frame: Frame, inject: Delay | None) -> None:
+        if frame.error is not None:  # a damaged frame: nothing to preprocess, counted at the end
+            return
         clock = self._clock
+        frame.marks.start["preprocess"] = clock.now_ns()
+        try:
+            self.preprocess.process(frame)
+            if inject is not None:
+                inject()
+        except Exception as e:
+            frame.error, frame.reason = f"preprocess: {e}", "preprocess"
+        frame.marks.end["preprocess"] = clock.now_ns()
+
+    def _submit_one(self, frame: Frame) -> None:
+        if frame.error is not None:
+            self.q_post.put(frame)
+            return
+        with self._in_flight_cv:
+            self._in_flight += 1
+        try:
+            self._inference.submit(frame)
+        except Exception as e:
+            with self._in_flight_cv:
+                self._in_flight -= 1
+            frame.error, frame.reason = f"inference submit: {e}", "inference"
+            self.q_post.put(frame)
+
+    def _finish_submitting(self) -> None:
+        """This stream's frames in flight come back before its end marker goes after them."""
+        with self._in_flight_cv:
+            self._in_flight_cv.wait_for(lambda: self._in_flight <= 0)
+        self.q_post.put(_END)
+
+    def _preprocess_loop(self) -> None:
         inject = self._delays.get("preprocess")
         put = (lambda f: self._put_live(self.q_inf, f)) if self.source.live else self.q_inf.put
         while True:
@@ -244,17 +290,7 @@ class StreamWorker:
             if self._hurry.is_set():
                 self.sink.frame_dropped(frame.marks)
                 continue
-            if frame.error is not None:  # a damaged frame: nothing to preprocess, counted at the end
-                put(frame)
-                continue
-            frame.marks.start["preprocess"] = clock.now_ns()
-            try:
-                self.preprocess.process(frame)
-                if inject is not None:
-                    inject()
-            except Exception as e:
-                frame.error, frame.reason = f"preprocess: {e}", "preprocess"
-            frame.marks.end["preprocess"] = clock.now_ns()
+            self._preprocess_one(frame, inject)
             put(frame)
         self.q_inf.put(_END)
 
@@ -267,22 +303,24 @@ class StreamWorker:
                 if self._hurry.is_set():
                     self.sink.frame_dropped(frame.marks)
                     continue
-                if frame.error is not None:
-                    self.q_post.put(frame)
-                    continue
-                with self._in_flight_cv:
-                    self._in_flight += 1
-                try:
-                    self._inference.submit(frame)
-                except Exception as e:
-                    with self._in_flight_cv:
-                        self._in_flight -= 1
-                    frame.error, frame.reason = f"inference submit: {e}", "inference"
-                    self.q_post.put(frame)
+                self._submit_one(frame)
         finally:
-            with self._in_flight_cv:
-                self._in_flight_cv.wait_for(lambda: self._in_flight <= 0)
-            self.q_post.put(_END)
+            self._finish_submitting()
+
+    def _preprocess_submit_loop(self) -> None:
+        inject = self._delays.get("preprocess")
+        try:
+            while True:
+                frame = self.q_pre.get()
+                if frame is _END:
+                    break
+                if self._hurry.is_set():
+                    self.sink.frame_dropped(frame.marks)
+                    continue
+                self._preprocess_one(frame, inject)
+                self._submit_one(frame)
+        finally:
+            self._finish_submitting()
 
     def _postprocess_loop(self) -> None:
         try:
@@ -314,8 +352,8 @@ class StreamWorker:
             if failed and frame.reason is None:
                 frame.reason = "inference"  # the shared inference stage marks its failures with an error only
             self.sink.frame_done(marks, frame.transfer, failed, frame.error, frame.reason)
-            if self.keep_outputs and not failed:
-                self.kept[frame.index] = (frame.outputs, frame.result)
+            if self._outputs is not None and not failed:
+                self._outputs.add(self.index, frame.index, frame.outputs, frame.result)
             if self._on_completed is not None:
                 self._on_completed(frame)
             first_error = first_error or frame.error

@@ -22,6 +22,9 @@ class Marks:
     end: dict[str, int] = field(default_factory=dict)
     # When the frame began waiting for an infer request (after leaving the queue).
     infer_wait_start: int | None = None
+    # Which infer request ran the frame (0..nireq-1): a trace draws one track per request.
+    request: int | None = None
+    frame: int = -1  # the frame's index in its stream, for whoever sees only the marks (a trace)
 
     def stage_seconds(self, stage: str) -> float | None:
         s, e = self.start.get(stage), self.end.get(stage)

@@ -9,11 +9,19 @@ Label children are resolved once here because ``.labels()`` on the hot path cost
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Gauge, Info
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
 
-from vidprof.profiling.marks import STAGES, WAITS
+if TYPE_CHECKING:
+    from vidprof.profiling.recorder import Recorder
+
+from vidprof.profiling.marks import STAGES
 
 # Video stages live between ~50 µs (a passthrough postprocess) and seconds (a
 # first inference, a stalled camera): a 1-2-5 ladder over that range.
@@ -31,6 +39,61 @@ QUEUES: tuple[str, ...] = ("preprocess", "inference", "postprocess")
 CACHE_STATES: tuple[str, ...] = ("off", "miss", "hit")
 
 
+_FIGURE_FAMILIES: tuple[tuple[str, str, str, str], ...] = (
+    # (recorder's key, family name, help, extra label)
+    ("stage", "vidprof_stage_latency_seconds", "Time a frame spends in a stage.", "stage"),
+    ("queue", "vidprof_stage_queue_seconds",
+     "Time a frame waits before a stage (stage=infer_wait: waiting for a free infer request).", "stage"),
+    ("e2e", "vidprof_frame_latency_seconds", "End-to-end latency: decode start to postprocess end.", ""),
+    ("transfer", "vidprof_transfer_seconds", "Host time copying tensors to or from the device, per frame.",
+     "direction"),
+)
+_LE = [*(floatToGoString(b) for b in LATENCY_BUCKETS), "+Inf"]
+
+
+class StreamFigures:
+    """A collector: every stream's histograms and frame and byte counters, read from its recorder at scrape
+    time. Same names, types and labels as prometheus_client's Histogram and Counter would export."""
+
+    def __init__(self) -> None:
+        self._recorders: dict[tuple[str, str], Recorder] = {}
+        self._lock = threading.Lock()
+
+    def add(self, ids: tuple[str, str], recorder: Recorder) -> None:
+        with self._lock:
+            self._recorders[ids] = recorder
+
+    def describe(self) -> list[Metric]:
+        # Names only, so the registry checks for clashes without collecting.
+        return [*(HistogramMetricFamily(name, doc) for _, name, doc, _ in _FIGURE_FAMILIES),
+                CounterMetricFamily("vidprof_frames", "Frames by outcome."),
+                CounterMetricFamily("vidprof_transfer_bytes", "Bytes of tensors handed to or read from the device.")]
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            streams = list(self._recorders.items())
+        snaps = [(ids, r.snapshot()) for ids, r in streams]
+        for key, name, doc, label in _FIGURE_FAMILIES:
+            fam = HistogramMetricFamily(name, doc, labels=["pipeline", "stream", *([label] if label else [])])
+            for ids, snap in snaps:
+                for (k, value), (counts, total) in snap.histograms.items():
+                    if k == key:
+                        cumulative = np.cumsum(counts).tolist()
+                        fam.add_metric([*ids, *([value] if label else [])], list(zip(_LE, cumulative, strict=True)),
+                                       total)
+            yield fam
+        frames = CounterMetricFamily("vidprof_frames", "Frames by outcome.", labels=["pipeline", "stream", "outcome"])
+        sent = CounterMetricFamily("vidprof_transfer_bytes", "Bytes of tensors handed to or read from the device.",
+                                   labels=["pipeline", "stream", "direction"])
+        for ids, snap in snaps:
+            for outcome in OUTCOMES:
+                frames.add_metric([*ids, outcome], snap.frames[outcome])
+            for direction in DIRECTIONS:
+                sent.add_metric([*ids, direction], snap.transfer_bytes[direction])
+        yield frames
+        yield sent
+
+
 class MetricFamilies:
     """Every family, created once per registry; streams and the pipeline take label children from it."""
 
@@ -38,29 +101,10 @@ class MetricFamilies:
         self.registry = registry
         stream = ["pipeline", "stream"]
         pipe = ["pipeline"]
-        # Per stream: what each stream's frames go through.
-        self.stage_latency = Histogram(
-            "vidprof_stage_latency_seconds", "Time a frame spends in a stage.",
-            [*stream, "stage"], registry=registry, buckets=LATENCY_BUCKETS,
-        )
-        self.stage_queue = Histogram(
-            "vidprof_stage_queue_seconds",
-            "Time a frame waits before a stage (stage=infer_wait: waiting for a free infer request).",
-            [*stream, "stage"], registry=registry, buckets=LATENCY_BUCKETS,
-        )
-        self.frame_latency = Histogram(
-            "vidprof_frame_latency_seconds", "End-to-end latency: decode start to postprocess end.",
-            stream, registry=registry, buckets=LATENCY_BUCKETS,
-        )
-        self.frames = Counter("vidprof_frames", "Frames by outcome.", [*stream, "outcome"], registry=registry)
-        self.transfer_seconds = Histogram(
-            "vidprof_transfer_seconds", "Host time copying tensors to or from the device, per frame.",
-            [*stream, "direction"], registry=registry, buckets=LATENCY_BUCKETS,
-        )
-        self.transfer_bytes = Counter(
-            "vidprof_transfer_bytes", "Bytes of tensors handed to or read from the device.",
-            [*stream, "direction"], registry=registry,
-        )
+        # Per stream: what each stream's frames go through. Histograms and frame counters are read from the
+        # recorders at scrape time (StreamFigures), so nothing is observed per frame.
+        self.figures = StreamFigures()
+        registry.register(self.figures)
         self.fps = Gauge("vidprof_fps", "Completed frames per second over the last window.", stream,
                          registry=registry)
         self.queue_depth = Gauge("vidprof_queue_depth", "Frames waiting in the queue before a stage.",
@@ -90,17 +134,11 @@ class MetricFamilies:
 
 
 class StreamMetrics:
-    """One stream's label children, resolved once: the recorder's hot path only observes."""
+    """One stream's label children and its recorder's place in the scrape, resolved once."""
 
     def __init__(self, families: MetricFamilies, pipeline: str, stream: str) -> None:
         f = families
         ids = {"pipeline": pipeline, "stream": stream}
-        self.stage_latency = {s: f.stage_latency.labels(**ids, stage=s) for s in STAGES}
-        self.stage_queue = {w: f.stage_queue.labels(**ids, stage=w) for w in WAITS}
-        self.frame_latency = f.frame_latency.labels(**ids)
-        self.frames = {o: f.frames.labels(**ids, outcome=o) for o in OUTCOMES}
-        self.transfer_seconds = {d: f.transfer_seconds.labels(**ids, direction=d) for d in DIRECTIONS}
-        self.transfer_bytes = {d: f.transfer_bytes.labels(**ids, direction=d) for d in DIRECTIONS}
         self.fps = f.fps.labels(**ids)
         self.busy_ratio = {s: f.busy.labels(**ids, stage=s) for s in STAGES}
         self.source_up = f.source_up.labels(**ids)
@@ -108,9 +146,10 @@ class StreamMetrics:
         self.source_reconnects = f.source_reconnects.labels(**ids)
         self._families = f
         self._ids = ids
-        # Touch every child so each family is exported with zeros from the first scrape.
-        for o in OUTCOMES:
-            self.frames[o].inc(0)
+
+    def attach(self, recorder: Recorder) -> None:
+        """The recorder whose figures this stream's histograms and frame counters show."""
+        self._families.figures.add((self._ids["pipeline"], self._ids["stream"]), recorder)
 
     def describe(self, kind: str, width: int, height: int) -> None:
         self._families.stream_info.labels(**self._ids).info({"kind": kind, "width": str(width),

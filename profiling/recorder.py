@@ -1,19 +1,22 @@
-"""The recorder: turns each finished frame's marks into samples and Prometheus observations.
+"""The recorder: turns each finished frame's marks into figures and Prometheus observations.
 
 All frames (completed or failed) are handed to ``frame_done`` from one thread, the
 postprocess thread; drops come from the decode thread and are counted under a lock.
+Figures are bounded (``profiling.figures``): memory does not grow with the length of a run.
 """
 
 from __future__ import annotations
 
 import threading
-from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
+
+from vidprof.profiling.figures import Figure
 from vidprof.profiling.marks import STAGES, WAITS, Marks
-from vidprof.profiling.metrics import StreamMetrics
+from vidprof.profiling.metrics import LATENCY_BUCKETS, StreamMetrics
 
 
 @dataclass
@@ -39,21 +42,38 @@ class FrameSink(Protocol):
     def frame_dropped(self, marks: Marks | None = None) -> None: ...
 
 
+def _hist() -> Figure:
+    """A figure that also counts its values into the Prometheus buckets (exported without per-frame calls)."""
+    return Figure(LATENCY_BUCKETS)
+
+
 @dataclass
 class Samples:
-    """Per-frame figures of completed frames, compact (8 bytes a value)."""
+    """Per-frame figures of completed frames, each bounded in memory."""
 
-    stages: dict[str, array] = field(default_factory=lambda: {s: array("d") for s in STAGES})
-    waits: dict[str, array] = field(default_factory=lambda: {w: array("d") for w in WAITS})
-    e2e: array = field(default_factory=lambda: array("d"))
+    stages: dict[str, Figure] = field(default_factory=lambda: {s: _hist() for s in STAGES})
+    waits: dict[str, Figure] = field(default_factory=lambda: {w: _hist() for w in WAITS})
+    e2e: Figure = field(default_factory=_hist)
     # e2e minus (stages + waits); zero by construction unless a mark is missing.
-    unaccounted: array = field(default_factory=lambda: array("d"))
-    h2d_seconds: array = field(default_factory=lambda: array("d"))
-    d2h_seconds: array = field(default_factory=lambda: array("d"))
+    unaccounted: Figure = field(default_factory=Figure)
+    h2d_seconds: Figure = field(default_factory=_hist)
+    d2h_seconds: Figure = field(default_factory=_hist)
+
+    def all(self) -> list[Figure]:
+        return [*self.stages.values(), *self.waits.values(), self.e2e, self.unaccounted, self.h2d_seconds,
+                self.d2h_seconds]
+
+    def flush(self) -> None:
+        for f in self.all():
+            f.flush()
 
 
 class Recorder:
-    """Keeps every frame's figures and feeds the Prometheus metrics."""
+    """Keeps every frame's figures; the Prometheus metrics read them at scrape time.
+
+    Per frame this only adds a dozen values to buffers (``Figure.add``): histogram buckets, sums and
+    counters are brought up to date in bulk, and a scrape reads them through ``snapshot()`` (see
+    ``profiling.metrics.StreamFigures``), so no ``observe()`` or ``inc()`` runs per frame."""
 
     def __init__(self, metrics: StreamMetrics | None) -> None:
         self._m = metrics
@@ -68,7 +88,11 @@ class Recorder:
         self.failed_reasons: dict[str, int] = dict.fromkeys(FAILURE_REASONS, 0)
         # Stage time of frames dropped on the way: work done, so it counts as busy.
         self.dropped_busy_seconds: dict[str, float] = {s: 0.0 for s in STAGES}
-        self._drop_lock = threading.Lock()
+        # frame_done (the postprocess thread), frame_dropped (decode/preprocess/submit threads) and a scrape
+        # (snapshot) touch the same figures and counters.
+        self._lock = threading.Lock()
+        if metrics is not None:
+            metrics.attach(self)
 
     @property
     def metrics(self) -> StreamMetrics | None:
@@ -93,71 +117,93 @@ class Recorder:
                 out.busy_seconds[st] += r.busy_seconds[st]
                 out.dropped_busy_seconds[st] += r.dropped_busy_seconds[st]
             if samples:
-                o, s = out.samples, r.samples
-                for st in STAGES:
-                    o.stages[st].extend(s.stages[st])
-                for w in WAITS:
-                    o.waits[w].extend(s.waits[w])
-                for name in ("e2e", "unaccounted", "h2d_seconds", "d2h_seconds"):
-                    getattr(o, name).extend(getattr(s, name))
+                for mine, theirs in zip(out.samples.all(), r.samples.all(), strict=True):
+                    mine.merge(theirs)
         return out
 
     def frame_done(self, marks: Marks, transfer: Transfer, failed: bool, error: str | None = None,
                    reason: str | None = None) -> None:
+        with self._lock:
+            self._frame_done(marks, transfer, failed, error, reason)
+
+    def _frame_done(self, marks: Marks, transfer: Transfer, failed: bool, error: str | None,
+                    reason: str | None) -> None:
         s = self.samples
-        m = self._m
         # Each stage's duration once: this runs for every frame. Busy time counts every stage a frame
         # went through, failed or not: the work was done.
         durations = [(stage, sec) for stage in STAGES if (sec := marks.stage_seconds(stage)) is not None]
+        busy = self.busy_seconds
         for stage, sec in durations:
-            self.busy_seconds[stage] += sec
+            busy[stage] += sec
         if failed:
             self.failed += 1
             if reason in self.failed_reasons:
                 self.failed_reasons[reason] += 1
             if self.first_error is None and error:
                 self.first_error = error
-            if m is not None:
-                m.frames["failed"].inc()
             return
         total = 0.0
         for stage, sec in durations:
             total += sec
-            s.stages[stage].append(sec)
-            if m is not None:
-                m.stage_latency[stage].observe(sec)
+            s.stages[stage].add(sec)
         for name, sec in marks.waits_seconds().items():
             total += sec
-            s.waits[name].append(sec)
-            if m is not None:
-                m.stage_queue[name].observe(sec)
+            s.waits[name].add(sec)
         e2e = marks.e2e_seconds()
         if e2e is not None:
-            s.e2e.append(e2e)
-            s.unaccounted.append(e2e - total)
-            if m is not None:
-                m.frame_latency.observe(e2e)
-        h2d, d2h = transfer.h2d_ns / 1e9, transfer.d2h_ns / 1e9
-        s.h2d_seconds.append(h2d)
-        s.d2h_seconds.append(d2h)
+            s.e2e.add(e2e)
+            s.unaccounted.add(e2e - total)
+        s.h2d_seconds.add(transfer.h2d_ns / 1e9)
+        s.d2h_seconds.add(transfer.d2h_ns / 1e9)
         self.h2d_bytes += transfer.h2d_bytes
         self.d2h_bytes += transfer.d2h_bytes
         self.completed += 1
-        if m is not None:
-            m.transfer_seconds["host_to_device"].observe(h2d)
-            m.transfer_seconds["device_to_host"].observe(d2h)
-            m.transfer_bytes["host_to_device"].inc(transfer.h2d_bytes)
-            m.transfer_bytes["device_to_host"].inc(transfer.d2h_bytes)
-            m.frames["completed"].inc()
 
     def frame_dropped(self, marks: Marks | None = None) -> None:
-        with self._drop_lock:
+        with self._lock:
             self.dropped += 1
             if marks is not None:
                 for stage in STAGES:
                     self.dropped_busy_seconds[stage] += marks.stage_seconds(stage) or 0.0
-        if self._m is not None:
-            self._m.frames["dropped"].inc()
+
+    def snapshot(self) -> RecorderSnapshot:
+        """Histogram buckets, sums and counters as of now, for a scrape (figures flushed first)."""
+        with self._lock:
+            s = self.samples
+            hists = {("stage", st): s.stages[st] for st in STAGES}
+            hists.update({("queue", w): s.waits[w] for w in WAITS})
+            hists.update({("e2e", ""): s.e2e, ("transfer", "host_to_device"): s.h2d_seconds,
+                          ("transfer", "device_to_host"): s.d2h_seconds})
+            out: dict[tuple[str, str], tuple[np.ndarray, float]] = {}
+            for key, fig in hists.items():
+                fig.flush()
+                out[key] = (fig.buckets.copy(), fig.sum)
+            return RecorderSnapshot(out, {"completed": self.completed, "dropped": self.dropped,
+                                          "failed": self.failed},
+                                    {"host_to_device": self.h2d_bytes, "device_to_host": self.d2h_bytes})
+
+
+@dataclass(frozen=True)
+class RecorderSnapshot:
+    histograms: dict[tuple[str, str], tuple[np.ndarray, float]]  # (family, label) -> (bucket counts, sum)
+    frames: dict[str, int]  # outcome -> frames
+    transfer_bytes: dict[str, int]  # direction -> bytes
+
+
+class Tee:
+    """Hands every frame to two sinks: the recorder first, then an observer (e.g. a trace writer)."""
+
+    def __init__(self, first: FrameSink, second: FrameSink) -> None:
+        self.first, self.second = first, second
+
+    def frame_done(self, marks: Marks, transfer: Transfer, failed: bool, error: str | None = None,
+                   reason: str | None = None) -> None:
+        self.first.frame_done(marks, transfer, failed, error, reason)
+        self.second.frame_done(marks, transfer, failed, error, reason)
+
+    def frame_dropped(self, marks: Marks | None = None) -> None:
+        self.first.frame_dropped(marks)
+        self.second.frame_dropped(marks)
 
 
 class NullRecorder:

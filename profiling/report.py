@@ -15,11 +15,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
 from vidprof.profiling.errors import RunError
+from vidprof.profiling.figures import Figure
 from vidprof.profiling.stats import Stats
 
 # 2: per-stream figures (``streams``) and their spread (``stream_fps``). Version-1 files are still read;
 # a run without ``streams`` becomes one stream named "0".
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: p95 in place of p90; 2: streams and stream_fps
 VERSION_KEY = "vidprof_report"
 WRITTEN_BY = "`vidprof run --report`"
 
@@ -106,22 +107,24 @@ def _extra(d: Mapping[str, Any], known: Sequence[str]) -> dict[str, Any]:
 # ----------------------------------------------------------------- the report's parts
 @dataclass(frozen=True)
 class StageStats:
-    """count, mean, p50, p90, p99, max of one figure, in seconds (count: frames)."""
+    """count, mean, p50, p95, p99, max of one figure, in seconds (count: frames).
+
+    p95 is None in a report of schema 2 or older, which had p90 instead (not the same figure)."""
 
     count: int
     mean: float
     p50: float
-    p90: float
+    p95: float | None
     p99: float
     max: float
 
     @classmethod
-    def of(cls, values: Sequence[float]) -> StageStats:
-        return cls.from_stats(Stats.of(values))
+    def of(cls, values: Sequence[float] | Figure) -> StageStats:
+        return cls.from_stats(values.stats() if isinstance(values, Figure) else Stats.of(values))
 
     @classmethod
     def from_stats(cls, s: Stats) -> StageStats:
-        return cls(s.count, s.mean, s.p50, s.p90, s.p99, s.max)
+        return cls(s.count, s.mean, s.p50, s.p95, s.p99, s.max)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -129,8 +132,9 @@ class StageStats:
     @classmethod
     def _read(cls, v: Any, where: str) -> StageStats:
         d = _obj(v, where)
-        return cls(_int(_key(d, "count", where), f"{where}.count"),
-                   *(_num(_key(d, k, where), f"{where}.{k}") for k in ("mean", "p50", "p90", "p99", "max")))
+        mean, p50, p99, top = (_num(_key(d, k, where), f"{where}.{k}") for k in ("mean", "p50", "p99", "max"))
+        p95 = _num(d["p95"], f"{where}.p95") if "p95" in d else None
+        return cls(_int(_key(d, "count", where), f"{where}.count"), mean, p50, p95, p99, top)
 
 
 EMPTY_STATS = StageStats(0, 0.0, 0.0, 0.0, 0.0, 0.0)  # what Stats.of gives for no samples
@@ -333,10 +337,38 @@ class StreamFpsSpread:
         return cls(*(_num(_key(d, k, where), f"{where}.{k}") for k in ("min", "max", "ratio")))
 
 
+@dataclass(frozen=True)
+class SlowFrame:
+    """One of a stream's slowest frames end to end (``vidprof run --slowest K`` keeps K per stream): when it
+    started (seconds from the run's start), each stage and wait in seconds, and the infer request that ran
+    it. Its stages and waits add up to its ``e2e``, as every frame's do (``profiling.marks``)."""
+
+    stream: str
+    frame: int
+    e2e: float
+    start: float
+    stages: dict[str, float]
+    waits: dict[str, float]
+    request: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"stream": self.stream, "frame": self.frame, "e2e": self.e2e, "start": self.start,
+                "stages": dict(self.stages), "waits": dict(self.waits), "request": self.request}
+
+    @classmethod
+    def _read(cls, v: Any, where: str) -> SlowFrame:
+        d = _obj(v, where)
+        return cls(_str(_key(d, "stream", where), f"{where}.stream"), _int(_key(d, "frame", where), f"{where}.frame"),
+                   _num(_key(d, "e2e", where), f"{where}.e2e"), _num(_key(d, "start", where), f"{where}.start"),
+                   _table(_key(d, "stages", where), f"{where}.stages", _num),
+                   _table(_key(d, "waits", where), f"{where}.waits", _num),
+                   _opt(_int)(d.get("request"), f"{where}.request"))
+
+
 _RUN_KEYS = ("frames", "wall_seconds", "fps", "stages", "waits", "e2e", "unaccounted", "transfer", "startup",
              "memory", "perf_counters", "stage_attribution", "busy", "bottleneck", "config", "fault",
              "first_error", "interrupted", "streams", "stream_fps", "inject", "timeline", "model_only_fps",
-             "native_log")
+             "native_log", "slowest")
 
 
 @dataclass(frozen=True)
@@ -372,6 +404,7 @@ class RunReport:
     timeline: tuple[dict[str, Any], ...] = ()
     model_only_fps: float | None = None
     native_log: dict[str, Any] | None = None  # FFmpeg's/OpenCV's own lines: {lines: count, last: [...]}
+    slowest: tuple[SlowFrame, ...] = ()  # each stream's slowest frames, slowest first; () in older files
     extra: dict[str, Any] = field(default_factory=dict)  # keys this version does not know, kept
 
     def to_json(self) -> dict[str, Any]:
@@ -402,6 +435,7 @@ class RunReport:
             "timeline": list(self.timeline),
             "model_only_fps": self.model_only_fps,
             "native_log": self.native_log,
+            "slowest": [f.to_json() for f in self.slowest],
             **self.extra,
         }
 
@@ -477,8 +511,15 @@ class RunReport:
             timeline=tuple(_obj(r, f"timeline.{i}") for i, r in enumerate(timeline)),
             model_only_fps=_opt(_num)(d.get("model_only_fps"), "model_only_fps"),
             native_log=_opt(_obj)(d.get("native_log"), "native_log"),
+            slowest=tuple(SlowFrame._read(f, f"slowest[{i}]") for i, f in enumerate(_slow_list(d.get("slowest", [])))),
             extra=_extra(d, _RUN_KEYS),
         )
+
+
+def _slow_list(v: Any) -> list[Any]:
+    if not isinstance(v, list):
+        raise _Invalid("slowest", v, "a list of frames")
+    return v
 
 
 def plain(value: Any) -> Any:
@@ -495,12 +536,31 @@ def as_report(report: RunReport | Mapping[str, Any]) -> RunReport:
 
 # ----------------------------------------------------------------- files
 def check_writable(path: str, flag: str = "--report") -> None:
-    """Fail before the run, not after it, when an output file cannot be written."""
+    """Fail before the run, not after it, when an output file cannot be written.
+
+    The folder is tried for real (a file created and removed at once), as the write at the end will try it:
+    permission bits alone say nothing for root, a read-only mount or a pseudo-filesystem such as /proc."""
+    if not path:
+        from vidprof.profiling.errors import UsageError  # here: this function is the only user
+
+        raise UsageError(f"{flag} '': expected a file path; leave {flag} out to write no file")
+    if os.path.isdir(path):
+        raise RunError(f"{flag} {path}: is a folder; expected a file path; name a file inside it, or choose "
+                       "another path")
     folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
+    if not os.path.exists(folder):
         raise RunError(f"{flag} {path}: folder {folder} does not exist; create it or choose another path")
-    if not os.access(folder, os.W_OK):
-        raise RunError(f"{flag} {path}: folder {folder} is not writable; choose another path")
+    if not os.path.isdir(folder):
+        raise RunError(f"{flag} {path}: {folder} is a file, not a folder; choose a path in a folder")
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise RunError(f"{flag} {path}: the file exists and is not writable; choose another path")
+    try:
+        fd, probe = _create_beside(path)
+    except OSError as e:
+        raise RunError(f"{flag} {path}: folder {folder} is not writable ({e.strerror or e}); "
+                       "choose another path") from e
+    os.close(fd)
+    os.unlink(probe)
 
 
 def write_report(path: str, report: RunReport | Mapping[str, Any]) -> None:
@@ -523,8 +583,14 @@ def write_json(path: str, doc: Mapping[str, Any]) -> None:
     """Write atomically: a reader never sees half a file, and a crash leaves the old one.
 
     The file's mode is what ``open(path, "w")`` would leave: an existing file keeps its own, a new one
-    gets 0666 less the umask."""
-    fd, tmp = _create_beside(path)
+    gets 0666 less the umask.
+
+    A failure (a folder removed or a disk filled during the run) is a RunError naming the file, and the
+    temporary file is removed: nothing half-written is left beside the target."""
+    try:
+        fd, tmp = _create_beside(path)
+    except OSError as e:
+        raise RunError(f"cannot write {path} ({e.strerror or e}); choose a writable path") from e
     try:
         with os.fdopen(fd, "w") as f:
             try:
@@ -534,11 +600,13 @@ def write_json(path: str, doc: Mapping[str, Any]) -> None:
             json.dump(doc, f, indent=2, default=str)
             f.write("\n")
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(e, OSError):
+            raise RunError(f"cannot write {path} ({e.strerror or e}); choose a writable path") from e
         raise
 
 

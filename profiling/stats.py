@@ -10,12 +10,14 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Stats:
-    """count, mean, p50, p90, p99, max of one figure, in seconds."""
+    """count, mean, p50, p95, p99, max of one figure, in seconds.
+
+    One set of percentiles everywhere (terminal, report, HTML/PNG, Grafana): p50, p95, p99."""
 
     count: int
     mean: float
     p50: float
-    p90: float
+    p95: float
     p99: float
     max: float
 
@@ -24,8 +26,8 @@ class Stats:
         if len(values) == 0:
             return cls(0, 0.0, 0.0, 0.0, 0.0, 0.0)
         a = np.asarray(values, dtype=np.float64)
-        p50, p90, p99 = np.percentile(a, [50, 90, 99])  # linear interpolation between ranks
-        return cls(len(a), float(a.mean()), float(p50), float(p90), float(p99), float(a.max()))
+        p50, p95, p99 = np.percentile(a, [50, 95, 99])  # linear interpolation between ranks
+        return cls(len(a), float(a.mean()), float(p50), float(p95), float(p99), float(a.max()))
 
     def to_dict(self) -> dict[str, float | int]:
         return asdict(self)

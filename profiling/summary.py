@@ -18,6 +18,7 @@ from vidprof.profiling.report import (
     InjectedDelay,
     Outage,
     RunReport,
+    SlowFrame,
     StageStats,
     StreamFpsSpread,
     StreamReport,
@@ -25,7 +26,6 @@ from vidprof.profiling.report import (
     TransferDirection,
     plain,
 )
-from vidprof.profiling.stats import Stats
 
 ADVICE = {
     "decode": "the model is not the limit; try a lighter codec or resolution, or more decode threads",
@@ -33,6 +33,10 @@ ADVICE = {
     "inference": "the model is the limit; try more --streams/--nireq, a lower --infer-precision "
                  "or a smaller model",
     "postprocess": "try a higher --threshold so NMS sees fewer boxes, or a cheaper decoder",
+    # Not a stage: frames arrive no faster than the source delivers them (a camera, a paced file) and the
+    # pipeline keeps up. The keys of ADVICE are every value ``bottleneck()["stage"]`` can take.
+    "source": "to see how far the pipeline goes, feed it faster (a file without --realtime) or give it more "
+              "streams (vidprof density)",
 }
 SATURATED = 0.5  # below this no stage is really limiting; the source's pace is
 
@@ -65,36 +69,52 @@ def busy_ratios(recorder: Recorder, wall_seconds: float, nireq: int, workers: in
     return out
 
 
-def bottleneck(busy: dict[str, float], live_capture: bool = False, hint: str | None = None) -> dict[str, Any]:
-    """The stage that limits throughput, with one sentence of advice.
+def bottleneck(busy: dict[str, float], live_capture: bool = False, hint: str | None = None,
+               paced: bool | None = None) -> dict[str, Any]:
+    """What limits throughput, with one sentence of advice.
+
+    ``stage`` is one of ADVICE's keys: a pipeline stage, or ``source`` when frames arrive no faster than the
+    source delivers them (no stage saturated, or a camera's decode, which waits for the device). Then
+    ``busy_ratio`` is the busiest stage's, the pipeline's headroom.
 
     ``live_capture``: a camera or stream, whose decode figure includes waiting for the device to
     deliver the next frame; a busy decode there is the source's frame rate, not decoding cost.
+    ``paced``: frames arrive at the source's own pace (a camera, a stream, ``--realtime``); only then is
+    "nothing saturated" the source's doing. A file read as fast as it decodes names its busiest stage
+    even when that stage is not saturated (a short run, or hand-offs between threads, limit it).
+    None: as ``live_capture``.
     """
-    stage = max(STAGES, key=lambda s: busy[s])
-    ratio = busy[stage]
-    if live_capture and stage == "decode":
-        advice = (f"decode is busy {ratio:.0%} of the time, which for a camera or stream includes waiting for "
-                  "its next frame: the source's frame rate limits the run, not the pipeline")
-    elif ratio < SATURATED:
-        advice = (f"no stage is saturated (the busiest, {stage}, is busy {ratio:.0%} of the time): "
-                  "the source's pace limits the run")
-    else:
-        others = [s for s in STAGES if s != stage]
-        second = max(others, key=lambda s: busy[s])
-        advice = (f"{stage} is busy {ratio:.0%} of the time while {second} is busy {busy[second]:.0%}: "
-                  f"{ADVICE[stage]}")
-        if stage == "inference" and hint not in (None, "throughput", "cumulative_throughput"):
-            advice += ", or --hint throughput"  # only worth saying when it is not already the hint
-    return {"stage": stage, "busy_ratio": ratio, "advice": advice}
+    if paced is None:
+        paced = live_capture
+    busiest = max(STAGES, key=lambda s: busy[s])
+    ratio = busy[busiest]
+    if live_capture and busiest == "decode":
+        return {"stage": "source", "busy_ratio": ratio,
+                "advice": f"decode is busy {ratio:.0%} of the time, which for a camera or stream includes waiting "
+                          "for its next frame: the source's frame rate limits the run, not the pipeline"}
+    if ratio < SATURATED and paced:
+        # Naming the busiest stage here would send people tuning a stage that waits for frames.
+        return {"stage": "source", "busy_ratio": ratio,
+                "advice": f"no stage is saturated (the busiest, {busiest}, is busy {ratio:.0%} of the time): the "
+                          "pipeline waits for frames, so the source's pace limits the run (or, for a file read as "
+                          f"fast as it decodes, the run is too short to fill the pipeline); {ADVICE['source']}"}
+    others = [s for s in STAGES if s != busiest]
+    second = max(others, key=lambda s: busy[s])
+    advice = f"{busiest} is busy {ratio:.0%} of the time while {second} is busy {busy[second]:.0%}: {ADVICE[busiest]}"
+    if ratio < SATURATED:  # a file read as fast as it decodes, and still no stage saturated
+        advice = ("no stage is saturated (a short run, or the hand-offs between threads, limit it); the busiest: "
+                  + advice)
+    if busiest == "inference" and hint not in (None, "throughput", "cumulative_throughput"):
+        advice += ", or --hint throughput"  # only worth saying when it is not already the hint
+    return {"stage": busiest, "busy_ratio": ratio, "advice": advice}
 
 
 def attribution(recorder: Recorder, perf: dict[str, Any] | None) -> dict[str, float]:
     """Mean seconds per frame for preprocess and inference, with fused preprocessing nodes' device time
     moved from inference to preprocess, so fused and separate placements compare stage by stage."""
     s = recorder.samples
-    pre = Stats.of(s.stages["preprocess"]).mean
-    inf = Stats.of(s.stages["inference"]).mean
+    pre = s.stages["preprocess"].stats().mean
+    inf = s.stages["inference"].stats().mean
     moved = (perf or {}).get("preprocess_nodes_seconds") or 0.0
     return {"preprocess": pre + moved, "inference": inf - moved, "moved_from_inference": moved}
 
@@ -113,6 +133,7 @@ class StreamInfo:
     outages: tuple[Outage, ...] = ()
     outage_count: int = 0
     reconnects: int = 0
+    paced: bool = False  # frames arrive at the source's pace (a camera, a stream, --realtime)
 
 
 def _live(kind: str | None) -> bool:
@@ -133,7 +154,7 @@ def stream_report(st: StreamInfo, wall: float, nireq: int, hint: str | None) -> 
         waits={w: StageStats.of(s.waits[w]) for w in WAITS},
         e2e=StageStats.of(s.e2e),
         busy=busy,
-        bottleneck=Bottleneck(**bottleneck(busy, _live(st.kind), hint)),
+        bottleneck=Bottleneck(**bottleneck(busy, _live(st.kind), hint, paced=st.paced or _live(st.kind))),
         fault=st.fault,
         first_error=r.first_error,
         failed_reasons={k: n for k, n in r.failed_reasons.items() if n},  # only reasons that happened
@@ -158,7 +179,7 @@ class Summary:
     @classmethod
     def build(cls, recorders: Sequence[Recorder], info: RunInfo, perf_counters: dict[str, Any] | None = None,
               streams: Sequence[StreamInfo] = (), inject: Mapping[str, InjectedDelay] | None = None,
-              timeline: Sequence[dict[str, Any]] = ()) -> Summary:
+              timeline: Sequence[dict[str, Any]] = (), slowest: Sequence[SlowFrame] = ()) -> Summary:
         """The aggregate of every stream at the top level, and each stream under ``streams``."""
         recorder = recorders[0] if len(recorders) == 1 else Recorder.merge(recorders)
         s = recorder.samples
@@ -168,6 +189,7 @@ class Summary:
         busy = busy_ratios(recorder, wall, info.nireq, workers=n)
         per_stream = {st.label: stream_report(st, wall, info.nireq, hint) for st in streams}
         live = all(_live(st.kind) for st in streams) if streams else _live(info.config.get("source_kind"))
+        paced = all(st.paced or _live(st.kind) for st in streams) if streams else bool(info.config.get("live"))
         # The free-form parts as the file will hold them (tuples as lists...): a report built here then
         # equals the same report read back from its file.
         return cls(RunReport(
@@ -179,15 +201,15 @@ class Summary:
             e2e=StageStats.of(s.e2e),
             unaccounted=StageStats.of(s.unaccounted),
             transfer=Transfer(
-                TransferDirection(recorder.h2d_bytes, float(sum(s.h2d_seconds)), StageStats.of(s.h2d_seconds)),
-                TransferDirection(recorder.d2h_bytes, float(sum(s.d2h_seconds)), StageStats.of(s.d2h_seconds)),
+                TransferDirection(recorder.h2d_bytes, s.h2d_seconds.flushed_sum(), StageStats.of(s.h2d_seconds)),
+                TransferDirection(recorder.d2h_bytes, s.d2h_seconds.flushed_sum(), StageStats.of(s.d2h_seconds)),
             ),
             startup=plain(info.startup),
             memory=plain(info.memory),
             perf_counters=plain(perf_counters),
             stage_attribution=attribution(recorder, perf_counters),
             busy=busy,
-            bottleneck=Bottleneck(**bottleneck(busy, live, hint)),
+            bottleneck=Bottleneck(**bottleneck(busy, live, hint, paced=paced)),
             config=plain(info.config),
             fault=info.fault,
             first_error=recorder.first_error,
@@ -196,4 +218,5 @@ class Summary:
             stream_fps=StreamFpsSpread.of([v.fps for v in per_stream.values()]),
             inject=dict(inject or {}),
             timeline=tuple(plain(list(timeline))),
+            slowest=tuple(slowest),
         ))

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from vidprof.profiling.figures import Figure
 from vidprof.profiling.marks import STAGES, WAITS
 from vidprof.profiling.recorder import Recorder
 
@@ -25,26 +26,35 @@ def cpu_seconds() -> float:
     return t.user + t.system
 
 
-class Timeline:
-    """Rows of windowed figures; each row covers the frames completed since the previous row."""
+MAX_ROWS = 1800  # a row a second for half an hour; a longer run thins its older rows (see ``_thin``)
 
-    def __init__(self, recorders: Sequence[Recorder]) -> None:
+
+class Timeline:
+    """Rows of windowed figures; each row covers the frames completed since the previous row.
+
+    Bounded: when ``MAX_ROWS`` are kept, every other row is dropped and rows come half as often, so a run
+    of a day keeps ~1800 rows at ~1 minute apart, not 86 400 (the rows' counters are cumulative, so a
+    thinned timeline still adds up)."""
+
+    def __init__(self, recorders: Sequence[Recorder], interval: float = 1.0) -> None:
         self._rs = list(recorders)
         self.rows: list[dict[str, Any]] = []
+        self.interval = interval  # seconds between rows; doubles each time the rows are thinned
         self._last_t = 0.0
         self._last_completed = 0
-        self._last_len: dict[str, int] = {}
 
-    def _window(self, key: str, get: Callable[[Recorder], Any]) -> list[float]:
+    def due(self, t: float) -> bool:
+        return t - self._last_t >= self.interval
+
+    def _thin(self) -> None:
+        if len(self.rows) >= MAX_ROWS:
+            self.rows = self.rows[1::2]
+            self.interval *= 2
+
+    def _window(self, get: Callable[[Recorder], Figure]) -> np.ndarray:
         """The values each stream added since the last row, all streams together."""
-        out: list[float] = []
-        for i, r in enumerate(self._rs):
-            arr = get(r)
-            k = f"{i}:{key}"
-            start = self._last_len.get(k, 0)
-            self._last_len[k] = len(arr)
-            out.extend(arr[start:])
-        return out
+        parts = [get(r).window() for r in self._rs]
+        return np.concatenate(parts) if parts else np.zeros(0)
 
     def sample(self, t: float, infer_busy: int, nireq: int, queue_depth: Mapping[str, int],
                busy: Mapping[str, float], rss: Callable[[], int]) -> None:
@@ -57,14 +67,14 @@ class Timeline:
             "dropped": sum(r.dropped for r in rs),
             "failed": sum(r.failed for r in rs),
             "fps": (done - self._last_completed) / window if window > 0 else 0.0,
-            "e2e": _pcts(self._window("e2e", lambda r: r.samples.e2e), (50, 95, 99)),
-            "stages": {st: _pcts(self._window("s:" + st, lambda r, st=st: r.samples.stages[st]), (50, 95))
+            "e2e": _pcts(self._window(lambda r: r.samples.e2e), (50, 95, 99)),
+            "stages": {st: _pcts(self._window(lambda r, st=st: r.samples.stages[st]), (50, 95, 99))
                        for st in STAGES},
-            "waits": {w: _pcts(self._window("w:" + w, lambda r, w=w: r.samples.waits[w]), (50, 95)) for w in WAITS},
+            "waits": {w: _pcts(self._window(lambda r, w=w: r.samples.waits[w]), (50, 95, 99)) for w in WAITS},
             "h2d_bytes": sum(r.h2d_bytes for r in rs),
             "d2h_bytes": sum(r.d2h_bytes for r in rs),
-            "h2d_seconds": float(sum(self._window("h2d", lambda r: r.samples.h2d_seconds))),
-            "d2h_seconds": float(sum(self._window("d2h", lambda r: r.samples.d2h_seconds))),
+            "h2d_seconds": float(self._window(lambda r: r.samples.h2d_seconds).sum()),
+            "d2h_seconds": float(self._window(lambda r: r.samples.d2h_seconds).sum()),
             "infer_requests_busy": infer_busy,
             "nireq": nireq,
             "queue_depth": dict(queue_depth),
@@ -72,5 +82,6 @@ class Timeline:
             "rss_bytes": rss(),
             "cpu_seconds": cpu_seconds(),
         }
+        self._thin()
         self.rows.append(row)
         self._last_t, self._last_completed = t, done

@@ -9,8 +9,10 @@ beside the nominal value and used as the ground truth the stage's figure is chec
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
-from array import array
+
+from vidprof.profiling.figures import Figure
 
 # Hashing releases the GIL for buffers over 2 KiB: burning CPU this way keeps the delay from
 # starving the other stages' Python threads, which a pure-Python spin loop would do.
@@ -21,7 +23,8 @@ class Delay:
     def __init__(self, seconds: float, busy: bool = False) -> None:
         self.seconds = seconds
         self.busy = busy
-        self.actual = array("d")
+        self._lock = threading.Lock()
+        self.actual = Figure()  # bounded: a run with a what-if delay may be long too
 
     def __call__(self) -> None:
         t0 = time.perf_counter_ns()
@@ -31,5 +34,6 @@ class Delay:
                 hashlib.sha256(_BURN)
         else:
             time.sleep(self.seconds)
-        # array.append is atomic under the GIL: safe from OpenVINO's several callback threads.
-        self.actual.append((time.perf_counter_ns() - t0) / 1e9)
+        # Several OpenVINO callback threads may time an inference delay at once: add under a lock.
+        with self._lock:
+            self.actual.add((time.perf_counter_ns() - t0) / 1e9)

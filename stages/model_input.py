@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import openvino as ov
 
-from vidprof.profiling.errors import RunError
+from vidprof.profiling.errors import RunError, runtime_detail
 
 _NP_TYPES = {ov.Type.f32: np.float32, ov.Type.f16: np.float16, ov.Type.u8: np.uint8}
 
@@ -77,7 +77,12 @@ def read_input_spec(model: ov.Model, frame_size: tuple[int, int]) -> InputSpec:
     if new[w_ax] is None:
         new[w_ax] = frame_size[0]
     if new != dims:
-        model.reshape({port: ov.PartialShape(new)})
+        try:
+            model.reshape({port: ov.PartialShape(new)})
+        except RuntimeError as e:  # e.g. a detector whose sides must be multiples of 32
+            raise RunError(f"model input {pshape}: cannot take {new[w_ax]}x{new[h_ax]} frames "
+                           f"({runtime_detail(e)}); resize the source, or use a model with a fixed input size "
+                           "(vidprof then resizes each frame to it)") from e
     et = port.get_element_type()
     if et not in _NP_TYPES:
         raise RunError(f"model input element type {et}: expected f32, f16 or u8")

@@ -60,8 +60,11 @@ class Source(Protocol):
     width: int
     height: int
 
-    def wait(self) -> None:
-        """Block until the next frame is due (paced sources); the time is not counted as decode."""
+    def wait(self) -> int | None:
+        """Block until the next frame is due (paced sources); the time is not counted as decode.
+
+        Returns the frames a camera would have delivered while the reader was late (and the pipeline never
+        saw): the caller counts them as dropped. None or 0: none."""
         ...
 
     def read(self) -> np.ndarray | None:
@@ -296,14 +299,20 @@ class PacedSource:
         self._period = 1.0 / fps
         self._next: float | None = None
 
-    def wait(self) -> None:
+    def wait(self) -> int:
         now = time.monotonic()
+        missed = 0
         if self._next is None:
             self._next = now
         elif now < self._next:
             time.sleep(self._next - now)
+        else:
+            # Late by several periods: a camera delivered those frames meanwhile and nobody took them. They
+            # are dropped frames, not frames that never existed (one period of credit is kept, as below).
+            missed = max(0, int((now - self._next) / self._period) - 1)
         # Never bank more than one period of credit after a stall, or frames would then burst.
         self._next = max(self._next + self._period, time.monotonic() - self._period)
+        return missed
 
     def read(self) -> np.ndarray | None:
         return self._inner.read()
@@ -328,7 +337,8 @@ def parse_synthetic(spec: str) -> tuple[int, int, float] | None:
     w, h = int(m.group(1)), int(m.group(2))
     fps = float(m.group(3)) if m.group(3) else 30.0
     if not (16 <= w <= 8192 and 16 <= h <= 8192) or fps <= 0:
-        raise UsageError(f"--source {spec!r}: size must be 16..8192 per side and FPS > 0")
+        raise UsageError(f"--source {spec!r}: expected a size of 16..8192 pixels per side and an FPS above 0, "
+                         "e.g. synthetic:1280x720@30")
     return w, h, fps
 
 

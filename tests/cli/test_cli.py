@@ -37,7 +37,7 @@ def test_default_run_uses_the_embedded_samples(run_cli, tmp_path: Path) -> None:
     assert REPORT_KEYS <= set(rep)
     assert rep["frames"] == {"completed": SAMPLE_CLIP_FRAMES, "dropped": 0, "failed": 0, "read": SAMPLE_CLIP_FRAMES}
     for stage in ("decode", "preprocess", "inference", "postprocess"):
-        assert set(rep["stages"][stage]) == {"count", "mean", "p50", "p90", "p99", "max"}
+        assert set(rep["stages"][stage]) == {"count", "mean", "p50", "p95", "p99", "max"}
     assert set(rep["transfer"]) == {"host_to_device", "device_to_host"}
     assert rep["transfer"]["host_to_device"]["bytes"] == SAMPLE_CLIP_FRAMES * 3 * 300 * 300 * 4
     assert rep["config"]["sample_model"] is True and rep["config"]["source_size"] == [1280, 720]

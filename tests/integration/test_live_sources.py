@@ -70,7 +70,7 @@ def test_http_outage_is_survived_and_reported(h264: str, start_cli, tmp_path: Pa
     cam = doc["streams"]["cam"]
     assert cam["reconnects"] >= 1 and len(cam["outages"]) >= 1
     first = cam["outages"][0]
-    assert 1.5 < first["start"] < 6 and first["seconds"] > 1.0
+    assert 0.2 < first["start"] < 8 and first["seconds"] > 1.0  # killed ~3 s after start-up began
     assert cam["frames"]["completed"] > 60  # frames before and after the outage
     steady = doc["streams"]["steady"]
     assert steady["outages"] == [] and steady["frames"]["dropped"] == steady["frames"]["failed"] == 0

@@ -33,6 +33,7 @@ def test_three_streams_of_known_lengths_are_counted_exactly(clip: str, images_di
     try:
         runner.run()
         rep = runner.summary().report
+        server.refresh()  # the final values, as the CLI publishes them after a run
         with urllib.request.urlopen(server.url, timeout=10) as r:
             text = r.read().decode()
     finally:

@@ -38,7 +38,9 @@ from prometheus_client import CollectorRegistry
 from tests.integration.servers import Harness, Prometheus, find_binary, start_prometheus, wait_until
 from vidprof.profiling import exporter
 from vidprof.profiling.errors import RunError, UsageError, VidprofError
+from vidprof.profiling.marks import Marks
 from vidprof.profiling.metrics import MetricFamilies, StreamMetrics
+from vidprof.profiling.recorder import Recorder, Transfer
 from vidprof.profiling.web_config import WebConfig, load_web_config
 
 PIPELINE = "secure"
@@ -131,9 +133,13 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
 
 @pytest.fixture(scope="module")
 def registry() -> CollectorRegistry:
-    """Real vidprof metric families with one stream's completed-frames counter set."""
+    """Real vidprof metric families with one stream's recorder, COMPLETED frames recorded."""
     reg = CollectorRegistry()
-    StreamMetrics(MetricFamilies(reg), PIPELINE, "0").frames["completed"].inc(COMPLETED)
+    rec = Recorder(StreamMetrics(MetricFamilies(reg), PIPELINE, "0"))
+    marks = Marks()
+    marks.start["decode"], marks.end["decode"] = 0, 1_000_000
+    for _ in range(COMPLETED):
+        rec.frame_done(marks, Transfer(), failed=False)
     return reg
 
 

@@ -22,7 +22,7 @@ def test_family_names_follow_conventions() -> None:
     reg = CollectorRegistry()
     families = MetricFamilies(reg)
     PipelineMetrics(families, "p")
-    StreamMetrics(families, "p", "0")
+    Recorder(StreamMetrics(families, "p", "0"))
     names = {m.name: m.type for m in reg.collect()}
     assert names == {
         "vidprof_stage_latency_seconds": "histogram",

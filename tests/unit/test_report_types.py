@@ -37,7 +37,7 @@ from vidprof.stages.preprocess import PreprocessOptions
 KEYS = ["vidprof_report", "frames", "wall_seconds", "fps", "stages", "waits", "e2e", "unaccounted", "transfer",
         "startup", "memory", "perf_counters", "stage_attribution", "busy", "bottleneck", "config", "fault",
         "first_error", "interrupted", "streams", "stream_fps", "inject", "timeline", "model_only_fps",
-        "native_log"]
+        "native_log", "slowest"]
 STREAM_KEYS = ["source", "kind", "frames", "seconds", "fps", "stages", "waits", "e2e", "busy", "bottleneck",
                "fault", "first_error", "failed_reasons", "outages", "outage_count", "reconnects"]
 
@@ -77,7 +77,7 @@ def built() -> Summary:
 def test_built_report_has_the_written_keys_and_figures() -> None:
     r = built().run_report
     doc = r.to_json()
-    assert list(doc) == KEYS and doc["vidprof_report"] == SCHEMA_VERSION == 2
+    assert list(doc) == KEYS and doc["vidprof_report"] == SCHEMA_VERSION == 3
     assert all(list(s) == STREAM_KEYS for s in doc["streams"].values())
     assert (r.frames.completed, r.frames.dropped, r.frames.failed, r.frames.read) == (15, 2, 2, 19)
     assert r.fps == 7.5 and set(r.stages) == set(STAGES) and set(r.waits) == set(WAITS)
@@ -181,10 +181,10 @@ def _set(path: str, value: Any) -> Callable[[dict[str, Any]], Any]:
     (lambda d: [d], "JSON without a vidprof_report field"),
     (lambda d: {"vidprof_tune": 1, "results": []}, "a `vidprof tune` report"),
     (_set("vidprof_report", KeyError), "JSON without a vidprof_report field"),
-    (_set("vidprof_report", "2"), "vidprof_report is '2'; expected a schema version from 1 to 2"),
-    (_set("vidprof_report", 0), "vidprof_report is 0; expected a schema version from 1 to 2"),
+    (_set("vidprof_report", "2"), "vidprof_report is '2'; expected a schema version from 1 to 3"),
+    (_set("vidprof_report", 0), "vidprof_report is 0; expected a schema version from 1 to 3"),
     (_set("vidprof_report", True), "vidprof_report is True; expected a schema version"),
-    (_set("vidprof_report", 3), "schema version 3, newer than this vidprof reads (1 to 2); upgrade vidprof"),
+    (_set("vidprof_report", 4), "schema version 4, newer than this vidprof reads (1 to 3); upgrade vidprof"),
     (_set("wall_seconds", KeyError), "missing wall_seconds; expected a complete file"),
     (_set("streams", KeyError), "missing streams; expected a complete file"),
     (_set("e2e.p99", KeyError), "missing e2e.p99; expected a complete file"),

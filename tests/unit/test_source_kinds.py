@@ -99,3 +99,17 @@ def test_existing_file_with_glob_characters_is_a_file(tmp_path: Path) -> None:
     assert source_kind(str(path)) == "images"  # not there yet: a pattern
     path.write_bytes(b"")
     assert source_kind(str(path)) == "file"
+
+
+def test_a_late_reader_of_a_paced_source_is_told_what_it_missed() -> None:
+    """Paced like a camera at 100 FPS, a reader 105 ms late missed ~10 frames: they are reported, to be
+    counted as dropped, not silently skipped."""
+    import time as _time
+
+    src = open_source("synthetic:64x64@100", realtime=True)
+    assert not src.wait()
+    src.read()
+    _time.sleep(0.105)
+    missed = src.wait()
+    assert 8 <= missed <= 10, missed
+    assert not src.wait()  # back on schedule
