@@ -37,6 +37,10 @@ from vidprof.profiling import exporter
 from vidprof.stages.postprocess import PostprocessOptions
 
 
+def _series(exposition: bytes) -> int:
+    return sum(1 for line in exposition.splitlines() if line and not line.startswith(b"#"))
+
+
 def soak(frames: int, streams: int) -> None:
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
@@ -46,7 +50,9 @@ def soak(frames: int, streams: int) -> None:
                               preprocess="host", postprocess=PostprocessOptions(kind="passthrough"),
                               pipeline_name="soak"), registry)
     runner.prepare()
-    start_size = len(urllib.request.urlopen(server.url, timeout=30).read())
+    server.refresh()  # the exposition with every stream's series, as a scraper sees it once the run starts
+    start = urllib.request.urlopen(server.url, timeout=30).read()
+    start_size, start_series = len(start), _series(start)
     t = threading.Thread(target=runner.run, daemon=True)
     t.start()
     warm_at = frames // 10
@@ -59,17 +65,18 @@ def soak(frames: int, streams: int) -> None:
         time.sleep(0.5)
     t.join()
     rss_end = rss_bytes()
-    refresh = getattr(server, "refresh", None)
-    if refresh is not None:
-        refresh()
-    end_size = len(urllib.request.urlopen(server.url, timeout=30).read())
+    server.refresh()
+    end = urllib.request.urlopen(server.url, timeout=30).read()
+    end_size, end_series = len(end), _series(end)
     server.close()
     rep = runner.summary().run_report
     assert rss_warm is not None
     print(f"RESULT soak_rss ratio={rss_end / rss_warm:.4f} rss_warm_mib={rss_warm / 2**20:.1f} "
           f"rss_end_mib={rss_end / 2**20:.1f} frames={rep.frames.completed} streams={streams} "
           f"fps={rep.fps:.0f}")
-    print(f"RESULT soak_metrics_size start_bytes={start_size} end_bytes={end_size}")
+    # Bytes grow a little as counters gain digits; the number of series must not grow at all.
+    print(f"RESULT soak_metrics_size start_bytes={start_size} end_bytes={end_size} start_series={start_series} "
+          f"end_series={end_series}")
 
 
 def scrapes(streams: int, seconds: float) -> None:

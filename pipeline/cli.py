@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 from vidprof.pipeline import __version__, signals
 from vidprof.pipeline.density import add_density_arguments  # argparse only: imports no OpenVINO
 from vidprof.pipeline.optimize_args import DEFAULT_CALIBRATION_FRAMES, add_optimize_arguments  # argparse only
+from vidprof.pipeline.top_args import add_top_arguments  # argparse only
 from vidprof.profiling import native_log
 from vidprof.profiling.errors import RunError, UsageError, VidprofError
 
@@ -147,7 +148,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     prof.add_argument("--slowest", type=int, default=5, metavar="K",
                       help="list each stream's K slowest frames end to end in the summary and report, with the "
                            "part that made each slow (default 5; 0: none)")
-    prof.add_argument("--quiet", action="store_true", help="no progress line")
+    prof.add_argument("--quiet", action="store_true",
+                      help="no live table (on a terminal) or progress line (in a file or pipe)")
     prof.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
@@ -254,6 +256,12 @@ def build_parser() -> argparse.ArgumentParser:
                                      "is their first use. `vidprof run` uses them when --source or --model is not "
                                      "given; they live in $XDG_CACHE_HOME/vidprof (~/.cache/vidprof).")
     smp.add_argument("--debug", action="store_true", help="show tracebacks")
+    top = sub.add_parser("top", help="watch running vidprofs live from their /metrics: per stream and stage, "
+                                     "p50, p99, busy, FPS, drops",
+                         description="Read each URL's /metrics every --interval seconds and show, per stream and "
+                                     "stage, what happened in between: p50 and p99 latency (from the histogram "
+                                     "buckets), busy share, FPS and dropped frames. Ctrl-C ends it.")
+    add_top_arguments(top)
     return parser
 
 
@@ -314,6 +322,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_optimize(args)
         if args.command == "samples":
             return _samples()
+        if args.command == "top":
+            from vidprof.pipeline.top import run_top
+
+            return run_top(args)
     except VidprofError as e:
         if debug:
             traceback.print_exc()
@@ -384,7 +396,8 @@ def _run(args: argparse.Namespace) -> int:
     from vidprof.pipeline.outputs import OutputsWriter
     from vidprof.pipeline.runner import Runner
     from vidprof.profiling import exporter, report
-    from vidprof.profiling.console import ProgressLine, render_summary
+    from vidprof.profiling.console import render_summary
+    from vidprof.profiling.live import run_progress
     from vidprof.profiling.push import Pusher, write_textfile
     from vidprof.profiling.web_config import load_web_config
     from vidprof.samples.assets import RANDOM_WEIGHTS_NOTE
@@ -442,7 +455,7 @@ def _run(args: argparse.Namespace) -> int:
     runner = Runner(config, registry, outputs=outputs, observe=trace.observe if trace else None, slowest=args.slowest)
     model_only: float | None = None
     pusher = None
-    progress = ProgressLine() if not args.quiet else None
+    progress = run_progress(runner, args.quiet)  # the live table on a terminal, else the progress line
     error: VidprofError | None = None
     try:
         try:

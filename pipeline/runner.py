@@ -292,8 +292,9 @@ class Runner:
         if on_progress is not None and self.recorders:
             # The last 200 frames of each stream: a live view, cheap whatever the length of the run.
             stage_ms = {}
+            latest = [r.recent(200) for r in self.recorders]  # under each recorder's lock
             for st in STAGES:
-                recent = [v for r in self.recorders for v in r.samples.stages[st].recent(200)]
+                recent = [v for got in latest for v in got[st]]
                 stage_ms[st] = sum(recent) / len(recent) * 1e3 if recent else 0.0
             rs = self.recorders
             on_progress(Progress(self.info.wall_seconds, done, sum(r.dropped for r in rs), sum(r.failed for r in rs),

@@ -200,10 +200,11 @@ class _Renderer:
 
     Escaping and sorting each sample's labels is most of the library's cost (~25 ms of GIL time for the ~2000
     samples of 8 streams; ~3 ms here), and the series of a run hardly change between renderings: the
-    ``name{labels}`` text of each series is made once and kept, and only values are formatted each time. A
-    family with anything this does not cover (an exemplar, a native histogram, a name outside
-    ``[a-zA-Z_][a-zA-Z0-9_]*``) is rendered by the library itself; the tests compare both renderings with the
-    library's, on a real run's registry and on odd families."""
+    ``name{labels}`` text of each series is made once and kept, and only values are formatted each time.
+    Exemplars (the histograms' slowest frames) are written in OpenMetrics and left out of the text format, as the
+    library does. A family with anything this does not cover (a native histogram, an exemplar where the library
+    refuses one, a name outside ``[a-zA-Z_][a-zA-Z0-9_]*``) is rendered by the library itself; the tests compare
+    both renderings with the library's, on a real run's registry and on odd families."""
 
     MAX_SERIES = 200_000  # forget the texts when a run keeps making new series (a label per frame, say)
 
@@ -263,7 +264,10 @@ class _Renderer:
             if series is None or s.value is None:
                 return None
             timestamp = "" if s.timestamp is None else f" {s.timestamp}"
-            out.append(f"{series} {floatToGoString(s.value)}{timestamp}\n")
+            exemplar = "" if s.exemplar is None else _exemplar_text(metric, s)
+            if exemplar is None:
+                return None
+            out.append(f"{series} {floatToGoString(s.value)}{timestamp}{exemplar}\n")
         return out
 
     def _header(self, metric: Metric, openmetrics: bool) -> str | None:
@@ -286,7 +290,7 @@ class _Renderer:
 
     def _series_text(self, s: Sample) -> str | None:
         """``name{label="value",...}``, or None when the sample is one for prometheus_client to render."""
-        if s.exemplar is not None or getattr(s, "native_histogram", None) is not None:
+        if getattr(s, "native_histogram", None) is not None:
             return None
         key = (s.name, tuple(s.labels.items()))
         try:
@@ -301,6 +305,21 @@ class _Renderer:
             self._series.clear()
         self._series[key] = text
         return text
+
+
+def _exemplar_text(metric: Metric, s: Sample) -> str | None:
+    """`` # {labels} value [timestamp]`` as prometheus_client's OpenMetrics writes it, or None where the library
+    refuses an exemplar (anything but a histogram bucket or a counter's total): it then raises, as it would."""
+    kind, name = metric.type, s.name
+    if not ((kind == "counter" and name.endswith("_total"))
+            or (kind in ("histogram", "gaugehistogram") and name.endswith("_bucket"))
+            or (kind == "histogram" and name == metric.name)):
+        return None
+    e = s.exemplar
+    assert e is not None
+    labels = ",".join(f'{k}="{_label_value(v)}"' for k, v in sorted(e.labels.items()))
+    timestamp = "" if e.timestamp is None else f" {e.timestamp}"
+    return f" # {{{labels}}} {floatToGoString(e.value)}{timestamp}"
 
 
 def _label_value(value: str) -> str:

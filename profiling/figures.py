@@ -55,8 +55,8 @@ _KEY_LO, _KEY_HI = _MAPPING.key(KEY_RANGE[0]), _MAPPING.key(KEY_RANGE[1])
 class Figure:
     """Add values with ``add``; read ``stats()``, ``window()``, ``recent()``; ``merge`` several."""
 
-    __slots__ = ("_bounds", "_exact", "_keys", "_pending", "_recent", "_sketch", "_window", "buckets", "count", "max",
-                 "min", "sum")
+    __slots__ = ("_bounds", "_exact", "_keys", "_pending", "_recent", "_sketch", "_top", "_top_tag", "_window",
+                 "buckets", "count", "max", "min", "sum")
 
     def __init__(self, bounds: tuple[float, ...] | None = None) -> None:
         """``bounds``: upper bounds of histogram buckets (Prometheus' ``le``) to count values into, in bulk,
@@ -73,11 +73,30 @@ class Figure:
         self._keys: np.ndarray | None = None  # counts per sketch key in KEY_RANGE, made on first use
         self._window = array("d")
         self._recent = array("d")
+        self._top = -math.inf  # the largest value given to add_tagged since take_top(), and its tag
+        self._top_tag: object = None
 
     def add(self, value: float) -> None:
         self._pending.append(value)
         if len(self._pending) >= FLUSH_EVERY:
             self.flush()
+
+    def add_tagged(self, value: float, tag: object) -> None:
+        """``add``, and remember ``tag`` (a frame's marks) while ``value`` is the largest since ``take_top()``:
+        the slowest frame between two scrapes, for an exemplar. One comparison more than ``add``."""
+        self._pending.append(value)
+        if value > self._top:
+            self._top = value
+            self._top_tag = tag
+        if len(self._pending) >= FLUSH_EVERY:
+            self.flush()
+
+    def take_top(self) -> tuple[float, object] | None:
+        """The largest value given to ``add_tagged`` since the last call, with its tag (None: none), then
+        forgets it."""
+        top, tag = self._top, self._top_tag
+        self._top, self._top_tag = -math.inf, None
+        return None if tag is None else (top, tag)
 
     def extend(self, values: Iterable[float]) -> None:
         self._pending.extend(values)

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Info
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, Exemplar, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
 if TYPE_CHECKING:
-    from vidprof.profiling.recorder import Recorder
+    from vidprof.profiling.recorder import ExemplarFrame, Recorder
 
 from vidprof.profiling.marks import STAGES
 
@@ -49,6 +49,28 @@ _FIGURE_FAMILIES: tuple[tuple[str, str, str, str], ...] = (
      "direction"),
 )
 _LE = [*(floatToGoString(b) for b in LATENCY_BUCKETS), "+Inf"]
+# OpenMetrics: an exemplar's label names and values add up to 128 characters at most.
+EXEMPLAR_LABELS_MAX = 128
+
+
+def _buckets(cumulative: list[int], exemplars: list[ExemplarFrame | None] | None,
+             stream: str) -> list[tuple[str, float] | tuple[str, float, Exemplar]]:
+    """``(le, count)`` per bucket, with ``Exemplar({stream, frame}, seconds, unix time)`` where the bucket has one
+    (only the OpenMetrics format shows them). A stream label too long to fit leaves the exemplar its frame only:
+    the series names the stream anyway."""
+    if not exemplars:
+        return list(zip(_LE, cumulative, strict=True))
+    out: list[tuple[str, float] | tuple[str, float, Exemplar]] = []
+    for le, n, ex in zip(_LE, cumulative, exemplars, strict=True):
+        if ex is None:
+            out.append((le, n))
+            continue
+        frame, value, at = ex
+        labels = {"stream": stream, "frame": str(frame)}
+        if len("streamframe") + len(stream) + len(labels["frame"]) > EXEMPLAR_LABELS_MAX:
+            del labels["stream"]
+        out.append((le, n, Exemplar(labels, value, at)))
+    return out
 
 
 class StreamFigures:
@@ -79,8 +101,8 @@ class StreamFigures:
                 for (k, value), (counts, total) in snap.histograms.items():
                     if k == key:
                         cumulative = np.cumsum(counts).tolist()
-                        fam.add_metric([*ids, *([value] if label else [])], list(zip(_LE, cumulative, strict=True)),
-                                       total)
+                        fam.add_metric([*ids, *([value] if label else [])],
+                                       _buckets(cumulative, snap.exemplars.get((k, value)), ids[1]), total)
             yield fam
         frames = CounterMetricFamily("vidprof_frames", "Frames by outcome.", labels=["pipeline", "stream", "outcome"])
         sent = CounterMetricFamily("vidprof_transfer_bytes", "Bytes of tensors handed to or read from the device.",

@@ -7,7 +7,9 @@ Figures are bounded (``profiling.figures``): memory does not grow with the lengt
 
 from __future__ import annotations
 
+import bisect
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -91,12 +93,21 @@ class Recorder:
         # frame_done (the postprocess thread), frame_dropped (decode/preprocess/submit threads) and a scrape
         # (snapshot) touch the same figures and counters.
         self._lock = threading.Lock()
+        # Exemplars: per histogram and bucket, the latest (frame, value, unix time) that was the slowest frame
+        # of the interval between two snapshots; filled by snapshot(), bounded by the buckets.
+        self._exemplars: Exemplars = {}
+        self._snapshot_wall = time.time()
         if metrics is not None:
             metrics.attach(self)
 
     @property
     def metrics(self) -> StreamMetrics | None:
         return self._m
+
+    @property
+    def lock(self) -> threading.Lock:
+        """Held while a frame is recorded: a reader on another thread (the timeline) takes it too."""
+        return self._lock
 
     @classmethod
     def merge(cls, recorders: Sequence[Recorder], samples: bool = True) -> Recorder:
@@ -145,13 +156,13 @@ class Recorder:
         total = 0.0
         for stage, sec in durations:
             total += sec
-            s.stages[stage].add(sec)
+            s.stages[stage].add_tagged(sec, marks)  # tagged: the slowest frame of an interval is an exemplar
         for name, sec in marks.waits_seconds().items():
             total += sec
-            s.waits[name].add(sec)
+            s.waits[name].add_tagged(sec, marks)
         e2e = marks.e2e_seconds()
         if e2e is not None:
-            s.e2e.add(e2e)
+            s.e2e.add_tagged(e2e, marks)
             s.unaccounted.add(e2e - total)
         s.h2d_seconds.add(transfer.h2d_ns / 1e9)
         s.d2h_seconds.add(transfer.d2h_ns / 1e9)
@@ -178,9 +189,43 @@ class Recorder:
             for key, fig in hists.items():
                 fig.flush()
                 out[key] = (fig.buckets.copy(), fig.sum)
+            exemplars = self._take_exemplars(hists)
             return RecorderSnapshot(out, {"completed": self.completed, "dropped": self.dropped,
                                           "failed": self.failed},
-                                    {"host_to_device": self.h2d_bytes, "device_to_host": self.d2h_bytes})
+                                    {"host_to_device": self.h2d_bytes, "device_to_host": self.d2h_bytes}, exemplars)
+
+    def _take_exemplars(self, hists: dict[tuple[str, str], Figure]) -> Exemplars:
+        """Each histogram's slowest frame since the last snapshot becomes the exemplar of the bucket it fell in
+        (replacing that bucket's older one); every bucket keeps its latest. Timestamped with the frame's end
+        (its postprocess end on the wall clock), kept between the last snapshot and now: Prometheus drops an
+        exemplar older than the one it holds for the same bucket."""
+        now = time.time()
+        since, self._snapshot_wall = self._snapshot_wall, now
+        clock_now = time.perf_counter_ns()  # the marks' clock (profiling.clock.MonotonicClock)
+        for key, fig in hists.items():
+            top = fig.take_top() if key[0] in EXEMPLAR_FAMILIES else None
+            if top is None:
+                continue
+            value, marks = top
+            if not isinstance(marks, Marks) or marks.frame < 0:
+                continue
+            end = marks.end.get("postprocess")
+            at = now if end is None else now - (clock_now - end) / 1e9
+            slots = self._exemplars.setdefault(key, [None] * (len(LATENCY_BUCKETS) + 1))
+            slots[bisect.bisect_left(LATENCY_BUCKETS, value)] = (marks.frame, value, min(max(at, since), now))
+        return {key: list(slots) for key, slots in self._exemplars.items()}
+
+    def recent(self, n: int = 256) -> dict[str, list[float]]:
+        """The latest ``n`` values of each stage and of the end-to-end latency (key "e2e"), for a live view."""
+        with self._lock:
+            s = self.samples
+            return {**{st: s.stages[st].recent(n) for st in STAGES}, "e2e": s.e2e.recent(n)}
+
+
+# The histograms whose buckets carry exemplars (the slowest frame of each interval between two scrapes).
+EXEMPLAR_FAMILIES: tuple[str, ...] = ("stage", "queue", "e2e")
+ExemplarFrame = tuple[int, float, float]  # (frame index, value in seconds, unix time)
+Exemplars = dict[tuple[str, str], list[ExemplarFrame | None]]  # (family, label) -> per bucket
 
 
 @dataclass(frozen=True)
@@ -188,6 +233,8 @@ class RecorderSnapshot:
     histograms: dict[tuple[str, str], tuple[np.ndarray, float]]  # (family, label) -> (bucket counts, sum)
     frames: dict[str, int]  # outcome -> frames
     transfer_bytes: dict[str, int]  # direction -> bytes
+    # (family, label) -> per bucket (as histograms' counts), the latest exemplar frame or None
+    exemplars: Exemplars = field(default_factory=dict)
 
 
 class Tee:

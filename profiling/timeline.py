@@ -53,7 +53,10 @@ class Timeline:
 
     def _window(self, get: Callable[[Recorder], Figure]) -> np.ndarray:
         """The values each stream added since the last row, all streams together."""
-        parts = [get(r).window() for r in self._rs]
+        parts = []
+        for r in self._rs:
+            with r.lock:  # the postprocess thread may be adding to the same figure
+                parts.append(get(r).window())
         return np.concatenate(parts) if parts else np.zeros(0)
 
     def sample(self, t: float, infer_busy: int, nireq: int, queue_depth: Mapping[str, int],

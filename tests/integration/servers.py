@@ -328,3 +328,23 @@ def check_dashboard_layout(doc: dict[str, Any], variables: Sequence[str]) -> Non
         for cell in ((x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])):
             assert cell not in taken, f"{panel['title']!r} overlaps {taken[cell]!r}"
             taken[cell] = panel["title"]
+
+
+def start_prometheus_with(h: Harness, binary: str, config: str, flags: Sequence[str],
+                          name: str = "prometheus") -> Prometheus:
+    """``start_prometheus`` with extra command-line ``flags`` (e.g. ``--enable-feature=exemplar-storage``)."""
+    config_path = h.folder / f"{name}.yml"
+    config_path.write_text(config)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = h.start(name, [binary, f"--config.file={config_path}", f"--storage.tsdb.path={h.folder / f'{name}-tsdb'}",
+                          f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn", *flags])
+    wait_until(f"{name} to be ready", lambda: http_get(f"{url}/-/ready", timeout=1) is not None, 30, [proc])
+    return Prometheus(url, proc)
+
+
+def metrics_url(proc: Proc, timeout: float = 60.0) -> str:
+    """The /metrics URL a vidprof run announces on stderr (``vidprof: metrics at URL``)."""
+    m = wait_until(f"{proc.name} to print 'vidprof: metrics at ...'",
+                   lambda: re.search(r"vidprof: metrics at (\S+)", proc.log()), timeout, [proc])
+    return m.group(1)
