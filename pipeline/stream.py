@@ -14,7 +14,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -280,29 +280,29 @@ class StreamWorker:
             self._in_flight_cv.wait_for(lambda: self._in_flight <= 0)
         self.q_post.put(_END)
 
-    def _preprocess_loop(self) -> None:
-        inject = self._delays.get("preprocess")
-        put = (lambda f: self._put_live(self.q_inf, f)) if self.source.live else self.q_inf.put
+    def _take(self, q: queue.Queue) -> Iterator[Frame]:
+        """Frames from ``q`` until its end marker; once hurrying (a second Ctrl-C or signal), each is dropped
+        (counted) instead of handed on."""
         while True:
-            frame = self.q_pre.get()
+            frame = q.get()
             if frame is _END:
-                break
+                return
             if self._hurry.is_set():
                 self.sink.frame_dropped(frame.marks)
                 continue
+            yield frame
+
+    def _preprocess_loop(self) -> None:
+        inject = self._delays.get("preprocess")
+        put = (lambda f: self._put_live(self.q_inf, f)) if self.source.live else self.q_inf.put
+        for frame in self._take(self.q_pre):
             self._preprocess_one(frame, inject)
             put(frame)
         self.q_inf.put(_END)
 
     def _submit_loop(self) -> None:
         try:
-            while True:
-                frame = self.q_inf.get()
-                if frame is _END:
-                    break
-                if self._hurry.is_set():
-                    self.sink.frame_dropped(frame.marks)
-                    continue
+            for frame in self._take(self.q_inf):
                 self._submit_one(frame)
         finally:
             self._finish_submitting()
@@ -310,13 +310,7 @@ class StreamWorker:
     def _preprocess_submit_loop(self) -> None:
         inject = self._delays.get("preprocess")
         try:
-            while True:
-                frame = self.q_pre.get()
-                if frame is _END:
-                    break
-                if self._hurry.is_set():
-                    self.sink.frame_dropped(frame.marks)
-                    continue
+            for frame in self._take(self.q_pre):
                 self._preprocess_one(frame, inject)
                 self._submit_one(frame)
         finally:
