@@ -250,15 +250,18 @@ class StreamWorker:
     def _preprocess_one(self, frame: Frame, inject: Delay | None) -> None:
         if frame.error is not None:  # a damaged frame: nothing to preprocess, counted at the end
             return
-        clock = self._clock
-        frame.marks.start["preprocess"] = clock.now_ns()
+        self._timed("preprocess", self.preprocess, frame, inject)
+
+    def _timed(self, name: str, stage: Any, frame: Frame, inject: Delay | None) -> None:
+        """Run one stage on the frame between its marks; a failure marks the frame with the stage's reason."""
+        frame.marks.start[name] = self._clock.now_ns()
         try:
-            self.preprocess.process(frame)
+            stage.process(frame)
             if inject is not None:
                 inject()
         except Exception as e:
-            frame.error, frame.reason = f"preprocess: {e}", "preprocess"
-        frame.marks.end["preprocess"] = clock.now_ns()
+            frame.error, frame.reason = f"{name}: {e}", name
+        frame.marks.end[name] = self._clock.now_ns()
 
     def _submit_one(self, frame: Frame) -> None:
         if frame.error is not None:
@@ -333,15 +336,10 @@ class StreamWorker:
             if frame is _END:
                 break
             marks = frame.marks
-            marks.start["postprocess"] = clock.now_ns()
             if frame.error is None:
-                try:
-                    self._postprocess.process(frame)
-                    if inject is not None:
-                        inject()
-                except Exception as e:
-                    frame.error, frame.reason = f"postprocess: {e}", "postprocess"
-            marks.end["postprocess"] = clock.now_ns()
+                self._timed("postprocess", self._postprocess, frame, inject)
+            else:  # a failed frame still passes postprocess, so its end-to-end span is closed
+                marks.start["postprocess"] = marks.end["postprocess"] = clock.now_ns()
             failed = frame.error is not None
             if failed and frame.reason is None:
                 frame.reason = "inference"  # the shared inference stage marks its failures with an error only
