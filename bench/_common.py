@@ -48,6 +48,22 @@ def run_interleaved(pair_index: int, runs: dict[str, Callable[[], T]]) -> dict[s
     return out
 
 
+def run_mirrored(pair_index: int, runs: dict[str, Callable[[], T]]) -> dict[str, list[T]]:
+    """Each measurement twice, in a mirrored order (A B B A, then B A A B for the next pair, ...).
+
+    The machines here change speed by 10-30 % within seconds (a bare OpenVINO loop measured every 0.5 s for
+    40 s ranged 298-569 FPS). Over one A B B A both sides see the same mean of a steady drift, so a pair's
+    ratio (mean of A's runs / mean of B's) no longer swings with the order; shorter runs keep the pair
+    inside one phase of the machine."""
+    names = ordered(pair_index, list(runs))
+    out: dict[str, list[T]] = {name: [] for name in names}
+    for name in [*names, *reversed(names)]:
+        gc.collect()
+        out[name].append(runs[name]())
+    gc.collect()
+    return out
+
+
 def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 

@@ -91,7 +91,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     mod.add_argument("--cache-dir", help="OpenVINO model cache folder (faster compile on later runs)")
     mod.add_argument("--sync", action="store_true", help="one synchronous request at a time, for comparison")
     mod.add_argument("--zero-copy", action=argparse.BooleanOptionalAction, default=True,
-                     help="share the input tensor with the frame's memory instead of copying it (default: on)")
+                     help="share the input tensor with the frame's memory, and let the request write the outputs into "
+                          "the frame's own arrays, instead of copying each way (default: on)")
     mod.add_argument("--perf-counters", action="store_true", help="enable OpenVINO PERF_COUNT")
     mod.add_argument("--batch", type=int, default=1, metavar="N",
                      help="frames per infer request, from one stream or across streams (default 1); each "

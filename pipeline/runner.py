@@ -143,9 +143,14 @@ class Runner:
         stage: Any = OrtInferenceStage if isinstance(parts.compiled, OrtModel) else InferenceStage
         self.inference = stage(
             parts.compiled, self.nireq, inf, self.clock, self._route,
-            on_busy=self.metrics.infer_requests_busy.set if self.metrics else None,
             inject=self.delays.get("inference"), sampler=self.sampler,
         )
+        info.config["outputs_zero_copy"] = bool(getattr(self.inference, "outputs_zero_copy", False))
+        if self.metrics is not None:
+            # Read when /metrics is rendered: a gauge set twice a frame cost the callback and the submit thread
+            # ~2 us each, for a value nobody sees between two renderings.
+            inference = self.inference
+            self.metrics.infer_requests_busy.set_function(lambda: inference.busy)
         for sp in parts.streams:
             sm = StreamMetrics(self.families, self.pipeline_name, sp.spec.label) if self.families else None
             sink: FrameSink

@@ -55,6 +55,30 @@ class Outage:
         return {"start": self.start, "seconds": self.seconds, "reason": self.reason, "attempts": self.attempts}
 
 
+class HandOff(queue.Queue):
+    """A bounded queue whose producer, once it has filled it, sleeps until it is half empty.
+
+    With a plain bounded queue a producer that runs ahead (a file decodes faster than the model infers) is
+    woken by every ``get`` to add one frame and sleeps again: a wake-up and a GIL hand-off per frame, each
+    ~15-20 us of CPU on these machines. Woken at half empty, it refills several frames per wake-up, and the
+    consumer never finds the queue empty on its account. One producer per queue (the thread before it)."""
+
+    def __init__(self, maxsize: int) -> None:
+        super().__init__(maxsize=maxsize)
+        self._low = maxsize // 2
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        if not block or timeout is not None:
+            return super().get(block, timeout)
+        with self.not_empty:
+            while not self._qsize():
+                self.not_empty.wait()
+            item = self._get()
+            if self._qsize() <= self._low:
+                self.not_full.notify()
+            return item
+
+
 class StreamWorker:
     """Runs one stream through its stages; ``threads()`` makes its four threads, the runner starts them."""
 
@@ -93,8 +117,8 @@ class StreamWorker:
         # A live source keeps the queues short, so a frame never waits behind stale ones: one waiting
         # for preprocess, and no more waiting for inference than there are requests.
         live = self.source.live
-        self.q_pre: queue.Queue = queue.Queue(maxsize=1 if live else queue_size)
-        self.q_inf: queue.Queue = queue.Queue(maxsize=nireq if live else max(queue_size, nireq))
+        self.q_pre: queue.Queue = queue.Queue(maxsize=1) if live else HandOff(queue_size)
+        self.q_inf: queue.Queue = queue.Queue(maxsize=nireq) if live else HandOff(max(queue_size, nireq))
         self.q_post: queue.Queue = queue.Queue(maxsize=max(queue_size, nireq) * 2)
         # Frames of this stream inside the shared inference: the submit thread waits for them to come
         # back before it sends the end marker, so the marker never overtakes a frame.

@@ -255,9 +255,11 @@ def _transfer_lines(r: RunReport) -> list[str]:
         how_in = " handed over (zero-copy)"
     else:
         how_in = " copied (--no-zero-copy)"
+    how_out = " handed over (zero-copy: written into the frame's arrays)" if r.config.get("outputs_zero_copy") \
+        else " copied"
     out = []
     for tr, label, how in ((r.transfer.host_to_device, "host->device", how_in),
-                           (r.transfer.device_to_host, "device->host", " copied")):
+                           (r.transfer.device_to_host, "device->host", how_out)):
         out.append(f"transfer {label}: {tr.bytes:,} bytes{how}, {tr.seconds * 1e3:.2f} ms in total "
                    f"({tr.per_frame.mean * 1e6:.1f} µs per frame)")
     return out

@@ -1,9 +1,11 @@
 """Inference: compile the model and run it with asynchronous infer requests (or one at a time with --sync).
 
 Timing (see docs/metrics.md): ``infer_wait`` is the wait for a free request; the ``inference`` stage runs
-from handing the input to the request until the completion callback has copied the outputs out. Inside
-it, host->device is the time spent giving the input to the request (a tensor wrap when zero-copy, a memcpy
-otherwise) and device->host the copy of the outputs; bytes are counted exactly.
+from handing the input to the request until the completion callback has the outputs. Inside it,
+host->device is the time spent giving the input to the request (a tensor wrap when zero-copy, a memcpy
+otherwise) and device->host the time spent on the outputs: with zero-copy (and static output shapes, batch 1)
+giving the request the frame's own output arrays to write into, else copying the outputs out in the
+callback; bytes are counted exactly either way.
 """
 
 from __future__ import annotations
@@ -136,6 +138,34 @@ def resolved_nireq(compiled: ov.CompiledModel, opts: InferenceOptions) -> int:
     return 2 * optimal
 
 
+def _output_specs(compiled: ov.CompiledModel) -> list[tuple[tuple[int, ...], np.dtype]] | None:
+    """Each output's shape and numpy type when all are static (an array can be made for them up front); None
+    otherwise, and outputs are then copied out after each inference."""
+    specs = []
+    for out in compiled.outputs:
+        if not out.get_partial_shape().is_static:
+            return None
+        try:
+            dtype = np.dtype(out.get_element_type().to_dtype())
+        except (RuntimeError, TypeError, ValueError):
+            return None
+        specs.append((tuple(int(d) for d in out.get_shape()), dtype))
+    return specs
+
+
+def _bound_start_async(queue: ov.AsyncInferQueue) -> Callable[[object], None]:
+    """``start(userdata)``: start the next idle request of ``queue`` on the inputs already set on it.
+
+    Calls the binding's ``start_async(inputs, userdata)`` (the class the Python wrapper derives from) with no
+    inputs, so nothing is dispatched again; where that class is not found (another OpenVINO layout) it falls
+    back to the public method."""
+    base = next((c for c in type(queue).__mro__[1:] if "start_async" in vars(c)), None)
+    if base is None:
+        return lambda userdata: queue.start_async(None, userdata)
+    start, empty = base.start_async, {}
+    return lambda userdata: start(queue, empty, userdata)
+
+
 class FairLock:
     """A lock handed over in arrival order.
 
@@ -193,6 +223,7 @@ class InferenceStage:
         self._zero_copy = opts.zero_copy
         self._sync = opts.sync
         self._n_out = len(compiled.outputs)
+        self._out_specs = _output_specs(compiled) if opts.zero_copy and opts.batch == 1 else None
         self.nireq = nireq
         self._busy = 0
         self._busy_lock = threading.Lock()
@@ -211,6 +242,11 @@ class InferenceStage:
         else:
             self._queue = ov.AsyncInferQueue(compiled, nireq)
             self._queue.set_callback(self._completed)
+            # Per frame, the queue's Python wrapper builds a request object twice (``queue[i]`` and again in its
+            # ``start_async``) and re-dispatches inputs already set: ~7 us of the submit thread's CPU a frame.
+            # The requests are made once here, and frames start through the binding's own start_async.
+            self._requests = [self._queue[i] for i in range(nireq)]
+            self._start_async = _bound_start_async(self._queue)
 
     def _feed(self, request: ov.InferRequest, frame: Frame) -> None:
         t = frame.tensor
@@ -220,8 +256,24 @@ class InferenceStage:
             request.set_input_tensor(ov.Tensor(t, shared_memory=True))
         else:
             request.get_input_tensor().data[...] = t
-        frame.transfer.h2d_ns = self._clock.now_ns() - t0
+        t1 = self._clock.now_ns()
+        frame.transfer.h2d_ns = t1 - t0
         frame.transfer.h2d_bytes = t.nbytes
+        if self._out_specs is not None:
+            # Zero-copy outputs too: the request writes this frame's results into arrays the frame keeps, so the
+            # completion callback reads nothing back. Copying the outputs out there cost ~50 us of CPU a frame on
+            # OpenVINO's thread (fetching the tensors, then copying lines another core had just written).
+            outs = [np.empty(shape, dtype) for shape, dtype in self._out_specs]
+            for i, o in enumerate(outs):
+                request.set_output_tensor(i, ov.Tensor(o, shared_memory=True))
+            frame.outputs = outs
+            frame.transfer.d2h_ns = self._clock.now_ns() - t1
+            frame.transfer.d2h_bytes = sum(o.nbytes for o in outs)
+
+    @property
+    def outputs_zero_copy(self) -> bool:
+        """True when the request writes each frame's outputs into the frame's own arrays (nothing copied out)."""
+        return self._out_specs is not None
 
     @property
     def busy(self) -> int:
@@ -288,7 +340,7 @@ class InferenceStage:
             rid = 0
         else:
             rid = self._queue.get_idle_request_id()  # blocks, GIL released
-            request = self._queue[rid]
+            request = self._requests[rid]
         now = self._clock.now_ns()
         fed: list[Frame] = []
         for frame in frames:
@@ -320,7 +372,7 @@ class InferenceStage:
             self._completed(request, fed)
         else:
             try:
-                self._queue.start_async(None, fed)
+                self._start_async(fed)
             except Exception as e:
                 self._set_busy(-1)
                 for frame in fed:
@@ -335,7 +387,7 @@ class InferenceStage:
             marks.request = 0
         else:
             marks.request = self._queue.get_idle_request_id()  # blocks, GIL released
-            request = self._queue[marks.request]
+            request = self._requests[marks.request]
         marks.start["inference"] = self._clock.now_ns()
         try:
             self._feed(request, frame)
@@ -356,7 +408,7 @@ class InferenceStage:
             # only the holder of the submit lock takes requests, so the idle one found above is still
             # first in line.
             try:
-                self._queue.start_async(None, frame)
+                self._start_async(frame)
             except Exception:
                 self._set_busy(-1)
                 raise
@@ -367,11 +419,12 @@ class InferenceStage:
             return
         try:
             if frame.error is None:
-                t0 = self._clock.now_ns()
-                outs = [request.get_output_tensor(i).data.copy() for i in range(self._n_out)]
-                frame.transfer.d2h_ns = self._clock.now_ns() - t0
-                frame.transfer.d2h_bytes = sum(o.nbytes for o in outs)
-                frame.outputs = outs
+                if self._out_specs is None:  # else the outputs are already in the frame's own arrays
+                    t0 = self._clock.now_ns()
+                    outs = [request.get_output_tensor(i).data.copy() for i in range(self._n_out)]
+                    frame.transfer.d2h_ns = self._clock.now_ns() - t0
+                    frame.transfer.d2h_bytes = sum(o.nbytes for o in outs)
+                    frame.outputs = outs
                 if self._inject is not None:
                     self._inject()
         except Exception as e:
@@ -414,7 +467,7 @@ class InferenceStage:
     def warm_up(self, tensor, rounds: int) -> float:
         """Run every request ``rounds`` times on ``tensor`` before the clock starts; returns the first
         inference's seconds (the real first-inference latency, paid here instead of by frame 0)."""
-        requests = [self._request] if self._sync else [self._queue[i] for i in range(len(self._queue))]
+        requests = [self._request] if self._sync else self._requests
         if self.batch > 1:
             tensor = np.repeat(tensor, self.batch, axis=0)
         first = 0.0

@@ -157,6 +157,10 @@ def compile_preprocessing(core: ov.Core, device: str, spec: InputSpec, opts: Pre
         # One thread: a second one would fight the inference streams for the same cores and
         # stretch both (measured: ~7 ms a 720p frame with two threads vs ~2-3 ms with one).
         config["INFERENCE_NUM_THREADS"] = "1"
+        # Unpinned: a one-thread graph runs on the calling thread, and pinning would tie vidprof's preprocess
+        # thread to one core (seen in /proc/<pid>/task/<tid>/status: Cpus_allowed_list 0), where it then
+        # waits behind an inference stream while the other core may be idle.
+        config["ENABLE_CPU_PINNING"] = "NO"
     try:
         return core.compile_model(ppp.build(), device, config)
     except RuntimeError as e:

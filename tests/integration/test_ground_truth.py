@@ -57,22 +57,25 @@ def test_injected_delay_is_measured(detector: str, stage: str, busy: bool) -> No
 
 
 def test_fps_and_e2e_match_an_outside_clock(detector: str) -> None:
+    # The outside clock also holds starting and joining the threads (a few ms on a loaded machine): 1.5 s of
+    # frames keep that fixed part well inside the 1 % (with 0.6 s it reached 1.4 % under load).
+    n = 150
     registry = CollectorRegistry()
-    runner = Runner(RunConfig(sources=("synthetic:160x120@30",), model=detector, frames=60, preprocess="host",
+    runner = Runner(RunConfig(sources=("synthetic:160x120@30",), model=detector, frames=n, preprocess="host",
                               inject=(Injection("decode", 0.01),), pipeline_name="test"), registry)
     runner.prepare()
     t0 = time.perf_counter()
     runner.run()
     outside = time.perf_counter() - t0
     rep = runner.summary().report
-    assert rep["frames"]["completed"] == 60
-    assert rep["fps"] == pytest.approx(60 / outside, rel=0.01)
+    assert rep["frames"]["completed"] == n
+    assert rep["fps"] == pytest.approx(n / outside, rel=0.01)
     s = runner.recorders[0].samples
     parts = np.sum([np.asarray(s.stages[st]) for st in STAGES] + [np.asarray(v) for v in s.waits.values()], axis=0)
     assert np.allclose(np.asarray(s.e2e), parts, rtol=0.01)
     assert rep["unaccounted"]["max"] < 1e-6
-    # Decoding alone takes 60 x 10 ms, so the wall time is at least that.
-    assert outside >= 0.6
+    # Decoding alone takes n x 10 ms, so the wall time is at least that.
+    assert outside >= n * 0.01
 
 
 @pytest.mark.parametrize("stage", STAGES)
