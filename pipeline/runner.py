@@ -316,7 +316,8 @@ class Runner:
     def _timeline_row(self) -> None:
         assert self.timeline is not None
         busy = busy_ratios(Recorder.merge(self.recorders, samples=False), self.info.wall_seconds, self.nireq,
-                           workers=len(self.workers))
+                           workers=len(self.workers),
+                           preprocess_threads=sum(w.preprocess_threads for w in self.workers))
         self.timeline.sample(self.info.wall_seconds, self.inference.busy, self.nireq, self._queue_depths(), busy,
                              rss_bytes)
 
@@ -326,11 +327,11 @@ class Runner:
         wall = self.info.wall_seconds
         counts = [r.completed for r in self.recorders]
         last = self._last_counts or [0] * len(counts)
-        for r, done, before in zip(self.recorders, counts, last, strict=True):
+        for r, w, done, before in zip(self.recorders, self.workers, counts, last, strict=False):
             m = r.metrics
             if m is None:
                 continue
-            for stage, ratio in busy_ratios(r, wall, self.nireq).items():
+            for stage, ratio in busy_ratios(r, wall, self.nireq, preprocess_threads=w.preprocess_threads).items():
                 m.busy_ratio[stage].set(ratio)
             if final:
                 m.fps.set(done / wall if wall > 0 else 0.0)  # the run's mean, as the report's aggregate
@@ -363,7 +364,7 @@ class Runner:
         streams = [StreamInfo(w.label, w.source.description, w.source.kind, w.frames_read, w.fault, r,
                               ((w.ended_ns or now) - self._t_start) / 1e9 if self._t_start else 0.0,
                               tuple(Outage(o.start, o.seconds, o.reason, o.attempts) for o in w.outages),
-                              w.outage_count, w.reconnects, w.source.live)
+                              w.outage_count, w.reconnects, w.source.live, w.preprocess_threads)
                    for w, r in zip(self.workers, self.recorders, strict=False)]
         inject = {stage: InjectedDelay(d.seconds, d.busy, StageStats.of(d.actual))
                   for stage, d in self.delays.items()}

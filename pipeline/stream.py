@@ -16,6 +16,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from vidprof.pipeline.build import StreamParts
@@ -80,7 +81,7 @@ class HandOff(queue.Queue):
 
 
 class StreamWorker:
-    """Runs one stream through its stages; ``threads()`` makes its four threads, the runner starts them."""
+    """Runs one stream through its stages; ``threads()`` makes its threads, the runner starts them."""
 
     def __init__(self, parts: StreamParts, inference: InferenceStage, postprocess: Postprocess, sink: FrameSink,
                  clock: Clock, *, nireq: int, queue_size: int, delays: dict[str, Delay],
@@ -124,6 +125,21 @@ class StreamWorker:
         # back before it sends the end marker, so the marker never overtakes a frame.
         self._in_flight = 0
         self._in_flight_cv = threading.Condition()
+        # A stage that may run on several threads (``workers``) does so for a file; a live source keeps one, so
+        # its drop-the-oldest hand-off keeps a single producer.
+        n = 1 if live or self.stage_inline else max(1, int(getattr(self.preprocess, "workers", 1)))
+        self._preprocessors = [self.preprocess] + [self.preprocess.fork() for _ in range(n - 1)]
+        self._preprocess_left = n  # threads still running: the last one to end passes the end marker on
+        self._preprocess_lock = threading.Lock()
+
+    @property
+    def stage_inline(self) -> bool:
+        """Preprocessing cheap enough to run on the submit thread (``host``, ``fused``)."""
+        return bool(getattr(self.preprocess, "inline", False))
+
+    @property
+    def preprocess_threads(self) -> int:
+        return len(self._preprocessors)
 
     @property
     def stopping(self) -> bool:
@@ -133,16 +149,18 @@ class StreamWorker:
         return {"preprocess": self.q_pre.qsize, "inference": self.q_inf.qsize, "postprocess": self.q_post.qsize}
 
     def threads(self) -> list[threading.Thread]:
-        """Four threads, or three when preprocessing is cheap on the host or inside the model (``host``,
-        ``fused``): then one thread preprocesses and submits, and a frame makes one hand-off fewer. The
-        ``separate`` placement keeps a thread of its own: its graph runs while the submitter waits for a
-        free request."""
-        if getattr(self.preprocess, "inline", False):
-            loops = (("decode", self._decode_loop), ("preprocess+submit", self._preprocess_submit_loop),
-                     ("postprocess", self._postprocess_loop))
+        """Three threads when preprocessing is cheap on the host or inside the model (``host``, ``fused``): one
+        thread preprocesses and submits, and a frame makes one hand-off fewer. The ``separate`` placement keeps
+        threads of its own (two for a file, see ``SeparatePreprocess.workers``): its graph runs while the
+        submitter waits for a free request."""
+        if self.stage_inline:
+            loops = [("decode", self._decode_loop), ("preprocess+submit", self._preprocess_submit_loop),
+                     ("postprocess", self._postprocess_loop)]
         else:
-            loops = (("decode", self._decode_loop), ("preprocess", self._preprocess_loop),
-                     ("submit", self._submit_loop), ("postprocess", self._postprocess_loop))
+            pre = [(f"preprocess{'' if i == 0 else i}", partial(self._preprocess_loop, stage))
+                   for i, stage in enumerate(self._preprocessors)]
+            loops = [("decode", self._decode_loop), *pre, ("submit", self._submit_loop),
+                     ("postprocess", self._postprocess_loop)]
         return [threading.Thread(target=fn, name=f"vidprof-{self.label}-{name}", daemon=True) for name, fn in loops]
 
     # ----------------------------------------------------------------- shared inference hands frames back here
@@ -271,10 +289,10 @@ class StreamWorker:
                 self._metrics.source_reconnects.inc()
             return True
 
-    def _preprocess_one(self, frame: Frame, inject: Delay | None) -> None:
+    def _preprocess_one(self, frame: Frame, inject: Delay | None, stage: Any = None) -> None:
         if frame.error is not None:  # a damaged frame: nothing to preprocess, counted at the end
             return
-        self._timed("preprocess", self.preprocess, frame, inject)
+        self._timed("preprocess", stage or self.preprocess, frame, inject)
 
     def _timed(self, name: str, stage: Any, frame: Frame, inject: Delay | None) -> None:
         """Run one stage on the frame between its marks; a failure marks the frame with the stage's reason."""
@@ -319,13 +337,23 @@ class StreamWorker:
                 continue
             yield frame
 
-    def _preprocess_loop(self) -> None:
+    def _preprocess_loop(self, stage: Any) -> None:
+        """One of the stream's preprocess threads (``stage``: its own copy of the stage). Frames may reach the
+        submit thread out of order when there are two; each carries its own index and marks."""
         inject = self._delays.get("preprocess")
         put = (lambda f: self._put_live(self.q_inf, f)) if self.source.live else self.q_inf.put
-        for frame in self._take(self.q_pre):
-            self._preprocess_one(frame, inject)
-            put(frame)
-        self.q_inf.put(_END)
+        try:
+            for frame in self._take(self.q_pre):
+                self._preprocess_one(frame, inject, stage)
+                put(frame)
+        finally:
+            with self._preprocess_lock:
+                self._preprocess_left -= 1
+                last = self._preprocess_left == 0
+            if last:
+                self.q_inf.put(_END)
+            else:
+                self.q_pre.put(_END)  # the end marker came once: the next thread must see it too
 
     def _submit_loop(self) -> None:
         try:

@@ -275,7 +275,7 @@ class RunLive:
         streams = []
         for worker, recorder, done, was in zip(runner.workers, runner.recorders, counts, before, strict=False):
             recent = recorder.recent(RECENT)
-            busy = busy_ratios(recorder, elapsed, runner.nireq)
+            busy = busy_ratios(recorder, elapsed, runner.nireq, preprocess_threads=worker.preprocess_threads)
             rows = [Row(E2E, *percentiles(recent[E2E]))]
             rows += [Row(st, *percentiles(recent[st]), busy[st]) for st in STAGES]
             streams.append(StreamView(worker.label, tuple(rows), (done - was) / window if window > 0 else None,

@@ -55,17 +55,21 @@ class RunInfo:
     interrupted: bool = False
 
 
-def busy_ratios(recorder: Recorder, wall_seconds: float, nireq: int, workers: int = 1) -> dict[str, float]:
+def busy_ratios(recorder: Recorder, wall_seconds: float, nireq: int, workers: int = 1,
+                preprocess_threads: int | None = None) -> dict[str, float]:
     """Busy time over wall time; inference counts busy requests over available ones.
 
     ``workers``: how many streams the recorder's figures add up (each has its own decode, preprocess and
-    postprocess thread, so those are averaged over the streams; the infer requests are shared)."""
+    postprocess thread, so those are averaged over the streams; the infer requests are shared).
+    ``preprocess_threads``: the threads that ran preprocessing over those streams (a file's ``separate``
+    preprocessing runs on two a stream); default one a stream."""
     if wall_seconds <= 0:
         return {s: 0.0 for s in STAGES}
+    threads = {"inference": nireq, "preprocess": preprocess_threads or workers}
     out = {}
     for s in STAGES:
         busy = recorder.busy_seconds[s] + recorder.dropped_busy_seconds[s]
-        out[s] = busy / wall_seconds / (nireq if s == "inference" else workers)
+        out[s] = busy / wall_seconds / threads.get(s, workers)
     return out
 
 
@@ -134,6 +138,7 @@ class StreamInfo:
     outage_count: int = 0
     reconnects: int = 0
     paced: bool = False  # frames arrive at the source's pace (a camera, a stream, --realtime)
+    preprocess_threads: int = 1  # threads that ran this stream's preprocessing
 
 
 def _live(kind: str | None) -> bool:
@@ -143,7 +148,7 @@ def _live(kind: str | None) -> bool:
 def stream_report(st: StreamInfo, wall: float, nireq: int, hint: str | None) -> StreamReport:
     """One stream's figures: the same as the aggregate's, for one stream."""
     r, s = st.recorder, st.recorder.samples
-    busy = busy_ratios(r, st.seconds or wall, nireq)
+    busy = busy_ratios(r, st.seconds or wall, nireq, preprocess_threads=st.preprocess_threads)
     return StreamReport(
         source=st.source,
         kind=st.kind,
@@ -186,7 +191,8 @@ class Summary:
         wall = info.wall_seconds
         n = max(1, len(recorders))
         hint = (info.config.get("inference") or {}).get("hint")
-        busy = busy_ratios(recorder, wall, info.nireq, workers=n)
+        threads = sum(st.preprocess_threads for st in streams) if streams else None
+        busy = busy_ratios(recorder, wall, info.nireq, workers=n, preprocess_threads=threads)
         per_stream = {st.label: stream_report(st, wall, info.nireq, hint) for st in streams}
         live = all(_live(st.kind) for st in streams) if streams else _live(info.config.get("source_kind"))
         paced = all(st.paced or _live(st.kind) for st in streams) if streams else bool(info.config.get("live"))
