@@ -1,6 +1,6 @@
 """vidprof's inference throughput vs OpenVINO's own benchmark_app, same model and settings.
 
-    cd /work/main && python bench/vs_benchmark_app.py [--pairs 5] [--frames 1500] [--seconds 10]
+    cd /work/main && python bench/vs_benchmark_app.py [--pairs 5] [--frames 2000] [--seconds 5]
 
 What runs:
 - vidprof: the CLI (``python -m vidprof.pipeline run``) on ``synthetic:300x300`` with ``--preprocess host``,
@@ -223,7 +223,7 @@ def main() -> None:
               flush=True)
 
     print(machine_note())
-    print(f"zero-copy    FPS ratios {fmt(ratios_zc)} median {median(ratios_zc):.3f} (goal >= 0.97)")
+    print(f"zero-copy    FPS ratios {fmt(ratios_zc)} median {median(ratios_zc):.3f} (goal >= 1.00, no pair below 0.95)")
     print(f"no-zero-copy FPS ratios {fmt(ratios_copy)} median {median(ratios_copy):.3f}")
     # CPU per frame is far less sensitive to other jobs on the cores than FPS; benchmark_app/vidprof < 1
     # means vidprof spends more CPU per frame (its preprocess copy, NMS, recorder, threads).
