@@ -151,6 +151,10 @@ class Runner:
             # ~2 us each, for a value nobody sees between two renderings.
             inference = self.inference
             self.metrics.infer_requests_busy.set_function(lambda: inference.busy)
+        # A second preprocess thread for a stream pays where one stream's thread would leave a core idle; with as
+        # many streams as cores their own threads fill the cores, and more threads only cost switching (8 streams
+        # with two each: their CPU a frame 9 % above one stream's, against 2.5 % with one each).
+        preprocess_threads = max(1, -(-(os.cpu_count() or 1) // len(parts.streams)))
         for sp in parts.streams:
             sm = StreamMetrics(self.families, self.pipeline_name, sp.spec.label) if self.families else None
             sink: FrameSink
@@ -167,7 +171,7 @@ class Runner:
                                   stop_all=self.stop_event, hurry=self.hurry_event, outputs=self._outputs,
                                   on_completed=self._first_inference, metrics=sm,
                                   reconnect=Reconnect(cfg.reconnect, cfg.reconnect_delay),
-                                  run_start_ns=lambda: self._t_start)
+                                  run_start_ns=lambda: self._t_start, preprocess_threads=preprocess_threads)
             if sm is not None:
                 sm.watch_queues(worker.queue_depths())
                 sm.describe(sp.source.kind, sp.source.width, sp.source.height)

@@ -88,7 +88,7 @@ class StreamWorker:
                  deadline_ns: Callable[[], int | None], stop_all: threading.Event, hurry: threading.Event,
                  outputs: OutputsWriter | None = None, on_completed: Callable[[Frame], None] | None = None,
                  reconnect: Reconnect | None = None, metrics: StreamMetrics | None = None,
-                 run_start_ns: Callable[[], int] | None = None) -> None:
+                 run_start_ns: Callable[[], int] | None = None, preprocess_threads: int = 1) -> None:
         self.parts = parts
         self.index = parts.spec.index
         self.label = parts.spec.label
@@ -125,9 +125,11 @@ class StreamWorker:
         # back before it sends the end marker, so the marker never overtakes a frame.
         self._in_flight = 0
         self._in_flight_cv = threading.Condition()
-        # A stage that may run on several threads (``workers``) does so for a file; a live source keeps one, so
-        # its drop-the-oldest hand-off keeps a single producer.
-        n = 1 if live or self.stage_inline else max(1, int(getattr(self.preprocess, "workers", 1)))
+        # A stage that may run on several threads (``workers``) does so for a file, up to ``preprocess_threads``
+        # (the runner's share of the cores for this stream); a live source keeps one, so its drop-the-oldest
+        # hand-off keeps a single producer.
+        n = 1 if live or self.stage_inline else max(1, min(int(getattr(self.preprocess, "workers", 1)),
+                                                             preprocess_threads))
         self._preprocessors = [self.preprocess] + [self.preprocess.fork() for _ in range(n - 1)]
         self._preprocess_left = n  # threads still running: the last one to end passes the end marker on
         self._preprocess_lock = threading.Lock()
