@@ -212,11 +212,10 @@ class InferenceStage:
     name = "inference"
 
     def __init__(self, compiled: ov.CompiledModel, nireq: int, opts: InferenceOptions, clock: Clock,
-                 on_done: Callable[[Frame], None], on_busy: Callable[[int], None] | None = None,
-                 inject: Callable[[], None] | None = None, sampler: PerfCounterSampler | None = None) -> None:
+                 on_done: Callable[[Frame], None], inject: Callable[[], None] | None = None,
+                 sampler: PerfCounterSampler | None = None) -> None:
         self._clock = clock
         self._on_done = on_done
-        self._on_busy = on_busy
         self._inject = inject
         self._sampler = sampler
         self.sampler_error: str | None = None
@@ -281,11 +280,10 @@ class InferenceStage:
         return self._busy
 
     def _set_busy(self, delta: int) -> None:
+        # Under the lock: two callbacks finishing together must not lose a count. The gauge reads ``busy`` when
+        # /metrics is rendered.
         with self._busy_lock:
             self._busy += delta
-            # Set under the lock: two callbacks finishing together must not leave a stale value.
-            if self._on_busy is not None:
-                self._on_busy(self._busy)
 
     def submit(self, frame: Frame) -> None:
         """Wait for a free request, then start it; returns once the frame is in flight (or finished, with --sync).

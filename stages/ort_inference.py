@@ -136,15 +136,14 @@ class OrtInferenceStage:
     name = "inference"
 
     def __init__(self, compiled: OrtModel, nireq: int, opts: InferenceOptions, clock: Clock,
-                 on_done: Callable[[Frame], None], on_busy: Callable[[int], None] | None = None,
-                 inject: Callable[[], None] | None = None, sampler: Any = None) -> None:
+                 on_done: Callable[[Frame], None], inject: Callable[[], None] | None = None,
+                 sampler: Any = None) -> None:
         if sampler is not None:
             raise UsageError("--perf-counters reads OpenVINO's PERF_COUNT, which ONNX Runtime does not have; "
                              "drop --perf-counters or use --runtime openvino")
         self._model = compiled
         self._clock = clock
         self._on_done = on_done
-        self._on_busy = on_busy
         self._inject = inject
         self._sync = opts.sync
         self.nireq = nireq
@@ -165,8 +164,6 @@ class OrtInferenceStage:
     def _set_busy(self, delta: int) -> None:
         with self._busy_cv:
             self._busy += delta
-            if self._on_busy is not None:
-                self._on_busy(self._busy)
             self._busy_cv.notify_all()
 
     def submit(self, frame: Frame) -> None:

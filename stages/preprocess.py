@@ -11,6 +11,7 @@ on a given device rather than assuming it.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import cv2
@@ -136,8 +137,7 @@ class SeparatePreprocess:
 
     def fork(self) -> SeparatePreprocess:
         """The same stage with a request of its own, for another thread."""
-        twin = object.__new__(SeparatePreprocess)
-        twin._spec, twin._size, twin._compiled = self._spec, self._size, self._compiled
+        twin = copy.copy(self)
         twin._request = self._compiled.create_infer_request()
         return twin
 
