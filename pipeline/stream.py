@@ -32,6 +32,14 @@ from vidprof.stages.postprocess import Postprocess
 from vidprof.stages.sources import SourceLost
 
 _END = object()  # end-of-stream marker, passed down every queue once
+
+
+@dataclass(frozen=True)
+class _EndAfter:
+    """The end marker on the postprocess queue: it may overtake frames still inside the shared inference, so it
+    says how many frames the submit thread sent, and the postprocess thread ends once it has seen them all."""
+
+    sent: int
 MAX_CONSECUTIVE_FAILURES = 50
 MAX_RECONNECT_DELAY = 30.0  # the backoff doubles up to this
 KEPT_OUTAGES = 100  # a stream that flaps for days keeps its last outages and counts the rest
@@ -120,11 +128,17 @@ class StreamWorker:
         live = self.source.live
         self.q_pre: queue.Queue = queue.Queue(maxsize=1) if live else HandOff(queue_size)
         self.q_inf: queue.Queue = queue.Queue(maxsize=nireq) if live else HandOff(max(queue_size, nireq))
-        self.q_post: queue.Queue = queue.Queue(maxsize=max(queue_size, nireq) * 2)
-        # Frames of this stream inside the shared inference: the submit thread waits for them to come
-        # back before it sends the end marker, so the marker never overtakes a frame.
-        self._in_flight = 0
-        self._in_flight_cv = threading.Condition()
+        # Completed frames reach postprocess through a SimpleQueue: OpenVINO's callback thread puts each one, and a
+        # queue.Queue's put (a Python Condition and its notify) cost ~10 us of that thread's CPU a frame, and its
+        # bound blocked inference when postprocess fell behind. The bound is kept on the submit side instead:
+        # the submit thread sends at most ``_post_cap`` frames that postprocess has not yet taken (in flight plus
+        # queued), and waits before the frame's inference when it has (``_wait_for_room``).
+        self.q_post: queue.SimpleQueue = queue.SimpleQueue()
+        self._post_cap = max(queue_size, nireq) * 2
+        self._sent = 0  # frames the submit thread sent on (into inference, or straight to q_post): its own count
+        self._taken = 0  # frames the postprocess thread took from q_post: its own count
+        self._room = threading.Condition()
+        self._wants_room = False
         # A stage that may run on several threads (``workers``) does so for a file, up to ``preprocess_threads``
         # (the runner's share of the cores for this stream); a live source keeps one, so its drop-the-oldest
         # hand-off keeps a single producer.
@@ -169,9 +183,6 @@ class StreamWorker:
     def completed(self, frame: Frame) -> None:
         """Called by the shared inference (a callback thread) when one of this stream's frames is done."""
         self.q_post.put(frame)
-        with self._in_flight_cv:
-            self._in_flight -= 1
-            self._in_flight_cv.notify_all()
 
     # ----------------------------------------------------------------- threads
     def _fault(self, where: str, e: BaseException) -> None:
@@ -308,24 +319,45 @@ class StreamWorker:
         frame.marks.end[name] = self._clock.now_ns()
 
     def _submit_one(self, frame: Frame) -> None:
+        if self._sent - self._taken >= self._post_cap and not self._wait_for_room():
+            self.sink.frame_dropped(frame.marks)  # hurrying: a frame not yet in inference is dropped, like the queued
+            return
+        self._sent += 1
         if frame.error is not None:
             self.q_post.put(frame)
             return
-        with self._in_flight_cv:
-            self._in_flight += 1
         try:
             self._inference.submit(frame)
         except Exception as e:
-            with self._in_flight_cv:
-                self._in_flight -= 1
             frame.error, frame.reason = f"inference submit: {e}", "inference"
             self.q_post.put(frame)
 
+    def _wait_for_room(self) -> bool:
+        """Postprocess is ``_post_cap`` frames behind: wait until it takes one; False when the run hurries (a second
+        Ctrl-C or signal) first. The frame waits before its inference, and its "queue before inference" says so.
+        Postprocess takes every frame sent until the end, so room always comes."""
+        with self._room:
+            self._wants_room = True
+            try:
+                while self._sent - self._taken >= self._post_cap:
+                    if self._hurry.is_set():
+                        return False
+                    self._room.wait(0.1)
+                return True
+            finally:
+                self._wants_room = False
+
+    def _took(self) -> None:
+        """The postprocess thread took a frame: one more may be sent."""
+        self._taken += 1
+        if self._wants_room:
+            with self._room:
+                self._room.notify()
+
     def _finish_submitting(self) -> None:
-        """This stream's frames in flight come back before its end marker goes after them."""
-        with self._in_flight_cv:
-            self._in_flight_cv.wait_for(lambda: self._in_flight <= 0)
-        self.q_post.put(_END)
+        """The end marker follows the last frame sent; the frames still in flight may reach postprocess after it,
+        and the marker says how many to wait for."""
+        self.q_post.put(_EndAfter(self._sent))
 
     def _take(self, q: queue.Queue) -> Iterator[Frame]:
         """Frames from ``q`` until its end marker; once hurrying (a second Ctrl-C or signal), each is dropped
@@ -385,10 +417,13 @@ class StreamWorker:
         inject = self._delays.get("postprocess")
         consecutive_failures = 0
         first_error: str | None = None
-        while True:
+        end: _EndAfter | None = None
+        while end is None or self._taken < end.sent:
             frame = self.q_post.get()
-            if frame is _END:
-                break
+            if isinstance(frame, _EndAfter):
+                end = frame
+                continue
+            self._took()
             marks = frame.marks
             if frame.error is None:
                 self._timed("postprocess", self._postprocess, frame, inject)

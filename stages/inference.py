@@ -224,8 +224,9 @@ class InferenceStage:
         self._n_out = len(compiled.outputs)
         self._out_specs = _output_specs(compiled) if opts.zero_copy and opts.batch == 1 else None
         self.nireq = nireq
-        self._busy = 0
-        self._busy_lock = threading.Lock()
+        # Which requests are running, one slot each: a request's start and its completion callback each write
+        # only its own slot, so no lock is taken per frame (a shared count needed one, twice a frame).
+        self._running = [False] * (1 if opts.sync else nireq)
         self._submit_lock = FairLock()
         self.batch = opts.batch
         self._batch_timeout = opts.batch_timeout
@@ -277,13 +278,7 @@ class InferenceStage:
     @property
     def busy(self) -> int:
         """Requests in flight now."""
-        return self._busy
-
-    def _set_busy(self, delta: int) -> None:
-        # Under the lock: two callbacks finishing together must not lose a count. The gauge reads ``busy`` when
-        # /metrics is rendered.
-        with self._busy_lock:
-            self._busy += delta
+        return sum(self._running)  # read when /metrics is rendered, not per frame
 
     def submit(self, frame: Frame) -> None:
         """Wait for a free request, then start it; returns once the frame is in flight (or finished, with --sync).
@@ -360,7 +355,7 @@ class InferenceStage:
                 frame.marks.end["inference"] = self._clock.now_ns()
                 self._on_done(frame)
             return
-        self._set_busy(+1)
+        self._running[rid] = True
         if self._sync:
             try:
                 request.infer()
@@ -372,7 +367,7 @@ class InferenceStage:
             try:
                 self._start_async(fed)
             except Exception as e:
-                self._set_busy(-1)
+                self._running[rid] = False
                 for frame in fed:
                     frame.error = f"inference submit: {e}"
                     frame.marks.end["inference"] = self._clock.now_ns()
@@ -394,7 +389,7 @@ class InferenceStage:
             marks.end["inference"] = self._clock.now_ns()
             self._on_done(frame)
             return
-        self._set_busy(+1)
+        self._running[marks.request] = True
         if self._sync:
             try:
                 request.infer()
@@ -408,7 +403,7 @@ class InferenceStage:
             try:
                 self._start_async(frame)
             except Exception:
-                self._set_busy(-1)
+                self._running[marks.request] = False
                 raise
 
     def _completed(self, request: ov.InferRequest, frame: Frame | list[Frame]) -> None:
@@ -429,7 +424,7 @@ class InferenceStage:
             frame.error = f"inference callback: {type(e).__name__}: {e}"
         finally:
             end = frame.marks.end["inference"] = self._clock.now_ns()
-            self._set_busy(-1)
+            self._running[frame.marks.request or 0] = False
             # Read profiling info after the end mark: its ~40 µs is not the inference's cost.
             if self._sampler is not None and frame.error is None and self._sampler.due(end):
                 try:
@@ -458,7 +453,7 @@ class InferenceStage:
             end = self._clock.now_ns()
             for frame in frames:
                 frame.marks.end["inference"] = end
-            self._set_busy(-1)
+            self._running[frames[0].marks.request or 0] = False
             for frame in frames:
                 self._on_done(frame)
 
