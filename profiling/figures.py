@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 from ddsketch import DDSketch
@@ -90,6 +90,18 @@ class Figure:
             self._top_tag = tag
         if len(self._pending) >= FLUSH_EVERY:
             self.flush()
+
+    def extend_tagged(self, values: np.ndarray, tags: Sequence[object]) -> None:
+        """``add_tagged`` for a batch at once (``tags[i]`` goes with ``values[i]``), in order, then flushed."""
+        if not len(values):
+            return
+        values = np.ascontiguousarray(values, dtype=np.float64)
+        top = int(values.argmax())
+        if values[top] > self._top:
+            self._top = float(values[top])
+            self._top_tag = tags[top]
+        self._pending.frombytes(values.tobytes())
+        self.flush()
 
     def take_top(self) -> tuple[float, object] | None:
         """The largest value given to ``add_tagged`` since the last call, with its tag (None: none), then

@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import threading
 import time
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -70,29 +71,44 @@ class Samples:
             f.flush()
 
 
+# A completed frame's row: its marks and transfer times, in nanoseconds, MISSING where a mark was not set.
+_ROW = ("decode_start", "decode_end", "preprocess_start", "preprocess_end", "inference_start", "inference_end",
+        "postprocess_start", "postprocess_end", "infer_wait_start", "h2d_ns", "d2h_ns")
+_COL = {name: i for i, name in enumerate(_ROW)}
+MISSING = -(2**62)  # not a clock reading: marks are nanoseconds of a monotonic clock, >= 0
+# Rows buffered before they reach the figures: each flush costs ~15 numpy calls per figure whatever its size,
+# so fewer, larger ones; a read (a scrape, the timeline's second) flushes at once, so none is ever stale.
+ROWS_PER_FLUSH = 512
+
+
 class Recorder:
     """Keeps every frame's figures; the Prometheus metrics read them at scrape time.
 
-    Per frame this only adds a dozen values to buffers (``Figure.add``): histogram buckets, sums and
-    counters are brought up to date in bulk, and a scrape reads them through ``snapshot()`` (see
-    ``profiling.metrics.StreamFigures``), so no ``observe()`` or ``inc()`` runs per frame."""
+    Per completed frame this appends one row of integers (its marks) to a buffer; every ``FLUSH_EVERY``
+    frames, or whenever the figures are read (``samples``, ``busy_seconds``, a scrape's ``snapshot()``), the
+    rows become durations with numpy and reach the figures in bulk: histogram buckets, sums and counters
+    are brought up to date then, so no ``observe()`` or ``inc()`` runs per frame, and the per-frame Python
+    is one row instead of a dozen figure adds."""
 
     def __init__(self, metrics: StreamMetrics | None) -> None:
         self._m = metrics
-        self.samples = Samples()
+        self._samples = Samples()
+        self._rows = array("q")  # completed frames not yet in the figures, one _ROW each
+        self._tags: list[Marks] = []  # their marks: the slowest frame of an interval becomes an exemplar
         self.completed = 0
         self.failed = 0
         self.dropped = 0
         self.h2d_bytes = 0
         self.d2h_bytes = 0
-        self.busy_seconds: dict[str, float] = {s: 0.0 for s in STAGES}
+        self._busy: dict[str, float] = {s: 0.0 for s in STAGES}
         self.first_error: str | None = None
         self.failed_reasons: dict[str, int] = dict.fromkeys(FAILURE_REASONS, 0)
         # Stage time of frames dropped on the way: work done, so it counts as busy.
         self.dropped_busy_seconds: dict[str, float] = {s: 0.0 for s in STAGES}
         # frame_done (the postprocess thread), frame_dropped (decode/preprocess/submit threads) and a scrape
-        # (snapshot) touch the same figures and counters.
-        self._lock = threading.Lock()
+        # (snapshot) touch the same figures and counters. Reentrant: a reader holding it (the timeline) reads
+        # ``samples``, which flushes under it.
+        self._lock = threading.RLock()
         # Exemplars: per histogram and bucket, the latest (frame, value, unix time) that was the slowest frame
         # of the interval between two snapshots; filled by snapshot(), bounded by the buckets.
         self._exemplars: Exemplars = {}
@@ -105,9 +121,23 @@ class Recorder:
         return self._m
 
     @property
-    def lock(self) -> threading.Lock:
+    def lock(self) -> threading.RLock:
         """Held while a frame is recorded: a reader on another thread (the timeline) takes it too."""
         return self._lock
+
+    @property
+    def samples(self) -> Samples:
+        """The figures, with every frame recorded so far in them."""
+        with self._lock:
+            self._flush_rows()
+        return self._samples
+
+    @property
+    def busy_seconds(self) -> dict[str, float]:
+        """Seconds each stage was busy with the frames recorded so far (completed and failed)."""
+        with self._lock:
+            self._flush_rows()
+        return self._busy
 
     @classmethod
     def merge(cls, recorders: Sequence[Recorder], samples: bool = True) -> Recorder:
@@ -139,36 +169,67 @@ class Recorder:
 
     def _frame_done(self, marks: Marks, transfer: Transfer, failed: bool, error: str | None,
                     reason: str | None) -> None:
-        s = self.samples
-        # Each stage's duration once: this runs for every frame. Busy time counts every stage a frame
-        # went through, failed or not: the work was done.
-        durations = [(stage, sec) for stage in STAGES if (sec := marks.stage_seconds(stage)) is not None]
-        busy = self.busy_seconds
-        for stage, sec in durations:
-            busy[stage] += sec
         if failed:
+            # Busy time counts every stage a frame went through, failed or not: the work was done.
+            for stage in STAGES:
+                sec = marks.stage_seconds(stage)
+                if sec is not None:
+                    self._busy[stage] += sec
             self.failed += 1
             if reason in self.failed_reasons:
                 self.failed_reasons[reason] += 1
             if self.first_error is None and error:
                 self.first_error = error
             return
-        total = 0.0
-        for stage, sec in durations:
-            total += sec
-            s.stages[stage].add_tagged(sec, marks)  # tagged: the slowest frame of an interval is an exemplar
-        for name, sec in marks.waits_seconds().items():
-            total += sec
-            s.waits[name].add_tagged(sec, marks)
-        e2e = marks.e2e_seconds()
-        if e2e is not None:
-            s.e2e.add_tagged(e2e, marks)
-            s.unaccounted.add(e2e - total)
-        s.h2d_seconds.add(transfer.h2d_ns / 1e9)
-        s.d2h_seconds.add(transfer.d2h_ns / 1e9)
+        st, en, m = marks.start, marks.end, MISSING
+        iws = marks.infer_wait_start
+        self._rows.extend((st.get("decode", m), en.get("decode", m), st.get("preprocess", m), en.get("preprocess", m),
+                           st.get("inference", m), en.get("inference", m), st.get("postprocess", m),
+                           en.get("postprocess", m), m if iws is None else iws, transfer.h2d_ns, transfer.d2h_ns))
+        self._tags.append(marks)
         self.h2d_bytes += transfer.h2d_bytes
         self.d2h_bytes += transfer.d2h_bytes
         self.completed += 1
+        if len(self._tags) >= ROWS_PER_FLUSH:
+            self._flush_rows()
+
+    def _flush_rows(self) -> None:
+        """The buffered rows into the figures, in frame order (under the lock): the accounting of
+        ``Marks.stage_seconds``, ``waits_seconds`` and ``e2e_seconds``, a column at a time."""
+        if not self._tags:
+            return
+        rows = np.frombuffer(self._rows, dtype=np.int64).reshape(-1, len(_ROW))
+        tags = self._tags
+        self._rows, self._tags = array("q"), []
+        s = self._samples
+
+        def span(start: str, end: str) -> tuple[np.ndarray, np.ndarray]:
+            a, b = rows[:, _COL[start]], rows[:, _COL[end]]
+            ok = (a != MISSING) & (b != MISSING)
+            return ok, np.where(ok, (b - a) / 1e9, 0.0)
+
+        accounted = np.zeros(len(rows))
+        for stage in STAGES:
+            ok, sec = span(f"{stage}_start", f"{stage}_end")
+            self._busy[stage] += float(sec.sum())
+            accounted += sec
+            _extend(s.stages[stage], sec, ok, tags)
+        infer_wait = span("infer_wait_start", "inference_start")
+        waits = {"preprocess": span("decode_end", "preprocess_start"),
+                 "inference": span("preprocess_end", "infer_wait_start"),
+                 # as in Marks.waits_seconds: the wait for a request counts only after a preprocessed frame
+                 "infer_wait": (infer_wait[0] & (rows[:, _COL["preprocess_end"]] != MISSING), infer_wait[1]),
+                 "postprocess": span("inference_end", "postprocess_start")}
+        for name in WAITS:
+            ok, sec = waits[name]
+            sec = np.where(ok, sec, 0.0)
+            accounted += sec
+            _extend(s.waits[name], sec, ok, tags)
+        ok, e2e = span("decode_start", "postprocess_end")
+        _extend(s.e2e, e2e, ok, tags)
+        s.unaccounted.extend((e2e - accounted)[ok])
+        s.h2d_seconds.extend(rows[:, _COL["h2d_ns"]] / 1e9)
+        s.d2h_seconds.extend(rows[:, _COL["d2h_ns"]] / 1e9)
 
     def frame_dropped(self, marks: Marks | None = None) -> None:
         with self._lock:
@@ -180,7 +241,8 @@ class Recorder:
     def snapshot(self) -> RecorderSnapshot:
         """Histogram buckets, sums and counters as of now, for a scrape (figures flushed first)."""
         with self._lock:
-            s = self.samples
+            self._flush_rows()
+            s = self._samples
             hists = {("stage", st): s.stages[st] for st in STAGES}
             hists.update({("queue", w): s.waits[w] for w in WAITS})
             hists.update({("e2e", ""): s.e2e, ("transfer", "host_to_device"): s.h2d_seconds,
@@ -218,8 +280,18 @@ class Recorder:
     def recent(self, n: int = 256) -> dict[str, list[float]]:
         """The latest ``n`` values of each stage and of the end-to-end latency (key "e2e"), for a live view."""
         with self._lock:
-            s = self.samples
+            self._flush_rows()
+            s = self._samples
             return {**{st: s.stages[st].recent(n) for st in STAGES}, "e2e": s.e2e.recent(n)}
+
+
+def _extend(fig: Figure, values: np.ndarray, ok: np.ndarray, tags: list[Marks]) -> None:
+    """The values of the frames where ``ok``, with their marks (for the exemplar), into ``fig``."""
+    if ok.all():
+        fig.extend_tagged(values, tags)
+    else:
+        idx = np.flatnonzero(ok)
+        fig.extend_tagged(values[idx], [tags[i] for i in idx.tolist()])
 
 
 # The histograms whose buckets carry exemplars (the slowest frame of each interval between two scrapes).
