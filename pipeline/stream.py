@@ -32,6 +32,9 @@ from vidprof.stages.postprocess import Postprocess
 from vidprof.stages.sources import SourceLost
 
 _END = object()  # end-of-stream marker, passed down every queue once
+MAX_CONSECUTIVE_FAILURES = 50
+MAX_RECONNECT_DELAY = 30.0  # the backoff doubles up to this
+KEPT_OUTAGES = 100  # a stream that flaps for days keeps its last outages and counts the rest
 
 
 @dataclass(frozen=True)
@@ -40,9 +43,6 @@ class _EndAfter:
     says how many frames the submit thread sent, and the postprocess thread ends once it has seen them all."""
 
     sent: int
-MAX_CONSECUTIVE_FAILURES = 50
-MAX_RECONNECT_DELAY = 30.0  # the backoff doubles up to this
-KEPT_OUTAGES = 100  # a stream that flaps for days keeps its last outages and counts the rest
 
 
 @dataclass(frozen=True)
