@@ -91,17 +91,21 @@ class Figure:
         if len(self._pending) >= FLUSH_EVERY:
             self.flush()
 
-    def extend_tagged(self, values: np.ndarray, tags: Sequence[object]) -> None:
-        """``add_tagged`` for a batch at once (``tags[i]`` goes with ``values[i]``), in order, then flushed."""
+    def extend_tagged(self, values: np.ndarray, tags: Sequence[object] | None = None) -> None:
+        """``add_tagged`` for a batch at once (``tags[i]`` goes with ``values[i]``; None: ``add``), in order. Folded
+        in, like ``add``, once ``FLUSH_EVERY`` values wait or on a read: a flush costs the same for 10 values as
+        for 500, and the recorder hands over small batches each time something reads it."""
         if not len(values):
             return
         values = np.ascontiguousarray(values, dtype=np.float64)
-        top = int(values.argmax())
-        if values[top] > self._top:
-            self._top = float(values[top])
-            self._top_tag = tags[top]
+        if tags is not None:
+            top = int(values.argmax())
+            if values[top] > self._top:
+                self._top = float(values[top])
+                self._top_tag = tags[top]
         self._pending.frombytes(values.tobytes())
-        self.flush()
+        if len(self._pending) >= FLUSH_EVERY:
+            self.flush()
 
     def take_top(self) -> tuple[float, object] | None:
         """The largest value given to ``add_tagged`` since the last call, with its tag (None: none), then
