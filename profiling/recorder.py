@@ -144,8 +144,7 @@ class Recorder:
             if self._tags:
                 rows = np.array(self._rows, dtype=np.int64).reshape(-1, len(_ROW))  # a copy: _rows stays growable
                 for stage in STAGES:
-                    a, b = rows[:, _COL[f"{stage}_start"]], rows[:, _COL[f"{stage}_end"]]
-                    out[stage] += float((b - a)[(a != MISSING) & (b != MISSING)].sum()) / 1e9
+                    out[stage] += float(_span(rows, f"{stage}_start", f"{stage}_end")[1].sum())
         return out
 
     @classmethod
@@ -212,30 +211,22 @@ class Recorder:
         tags = self._tags
         self._rows, self._tags = array("q"), []
         s = self._samples
-
-        def span(start: str, end: str) -> tuple[np.ndarray, np.ndarray]:
-            a, b = rows[:, _COL[start]], rows[:, _COL[end]]
-            ok = (a != MISSING) & (b != MISSING)
-            return ok, np.where(ok, (b - a) / 1e9, 0.0)
-
         accounted = np.zeros(len(rows))
         for stage in STAGES:
-            ok, sec = span(f"{stage}_start", f"{stage}_end")
+            ok, sec = _span(rows, f"{stage}_start", f"{stage}_end")
             self._busy[stage] += float(sec.sum())
             accounted += sec
             _extend(s.stages[stage], sec, ok, tags)
-        infer_wait = span("infer_wait_start", "inference_start")
-        waits = {"preprocess": span("decode_end", "preprocess_start"),
-                 "inference": span("preprocess_end", "infer_wait_start"),
+        waits = {"preprocess": _span(rows, "decode_end", "preprocess_start"),
+                 "inference": _span(rows, "preprocess_end", "infer_wait_start"),
                  # as in Marks.waits_seconds: the wait for a request counts only after a preprocessed frame
-                 "infer_wait": (infer_wait[0] & (rows[:, _COL["preprocess_end"]] != MISSING), infer_wait[1]),
-                 "postprocess": span("inference_end", "postprocess_start")}
+                 "infer_wait": _span(rows, "infer_wait_start", "inference_start", also="preprocess_end"),
+                 "postprocess": _span(rows, "inference_end", "postprocess_start")}
         for name in WAITS:
             ok, sec = waits[name]
-            sec = np.where(ok, sec, 0.0)
             accounted += sec
             _extend(s.waits[name], sec, ok, tags)
-        ok, e2e = span("decode_start", "postprocess_end")
+        ok, e2e = _span(rows, "decode_start", "postprocess_end")
         _extend(s.e2e, e2e, ok, tags)
         s.unaccounted.extend_tagged((e2e - accounted)[ok])
         s.h2d_seconds.extend_tagged(rows[:, _COL["h2d_ns"]] / 1e9)
@@ -293,6 +284,15 @@ class Recorder:
             self._flush_rows()
             s = self._samples
             return {**{st: s.stages[st].recent(n) for st in STAGES}, "e2e": s.e2e.recent(n)}
+
+
+def _span(rows: np.ndarray, start: str, end: str, also: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(where both marks are set, and ``also`` if given; seconds from ``start`` to ``end`` there, 0 elsewhere)."""
+    a, b = rows[:, _COL[start]], rows[:, _COL[end]]
+    ok = (a != MISSING) & (b != MISSING)
+    if also is not None:
+        ok &= rows[:, _COL[also]] != MISSING
+    return ok, np.where(ok, (b - a) / 1e9, 0.0)
 
 
 def _extend(fig: Figure, values: np.ndarray, ok: np.ndarray, tags: list[Marks]) -> None:
