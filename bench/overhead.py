@@ -18,7 +18,8 @@ Tracing (``--trace``), interleaved in the same pairs:
   2000: the worst case per frame). FPS as above; writing the file happens after the run, as in the CLI,
   and is timed apart (``trace_write_s``). Ratio = traced / instrumented, goal >= 0.97. Beside it,
   ``cpu_ratio``: the process's CPU seconds per frame, untraced / traced, steadier than FPS when other jobs
-  share the cores.
+  share the cores; ``sink_in_run_us``: the calling thread's CPU inside the trace's sink per frame in those
+  runs (``sink_in_run_wall_us``: wall time, which also counts other threads holding the GIL meanwhile).
 
 Part 2, micro-benchmarks in this thread (no pipeline running), median of several repeats:
 - ``Recorder.frame_done`` with metrics (samples + histograms + counters), without metrics, and the
@@ -58,21 +59,25 @@ TRACE_BYTES: list[int] = []
 # Process CPU seconds per completed frame of the latest run: other jobs on the machine swing the FPS of a
 # run by +-30 % here, while the CPU this process spends per frame moves far less with them.
 CPU_PER_FRAME: dict[str, float] = {}
-TRACE_SINK_US: list[float] = []  # seconds inside the trace's sink per frame, measured in the traced runs
+TRACE_SINK_US: list[float] = []  # CPU us of the calling thread inside the trace's sink per frame, in the traced runs
+TRACE_SINK_WALL_US: list[float] = []  # wall us inside it: also the time other threads held the GIL meanwhile
 
 
 class TimedSink:
-    """Wraps a sink and adds up the time spent in it: the trace's cost measured inside a real run, where
-    the pipeline's threads compete for the GIL, not inferred from a micro-benchmark."""
+    """Wraps a sink and adds up the time spent in it: the trace's cost measured inside a real run (cold caches,
+    the pipeline's other threads on the same cores), not inferred from a micro-benchmark. Two clocks: the
+    calling thread's CPU time (what the sink costs) and wall time, which also counts the moments another
+    thread took the GIL in the middle of the call (the interpreter hands it over every 5 ms)."""
 
     def __init__(self, inner: FrameSink) -> None:
-        self.inner, self.seconds, self.calls = inner, 0.0, 0
+        self.inner, self.seconds, self.cpu_ns, self.calls = inner, 0.0, 0, 0
 
     def frame_done(self, marks: Marks, transfer: Transfer, failed: bool, error: str | None = None,
                    reason: str | None = None) -> None:
-        t0 = time.perf_counter()
+        c0, t0 = time.thread_time_ns(), time.perf_counter()
         self.inner.frame_done(marks, transfer, failed, error, reason)
         self.seconds += time.perf_counter() - t0
+        self.cpu_ns += time.thread_time_ns() - c0
         self.calls += 1
 
     def frame_dropped(self, marks: Marks | None = None) -> None:
@@ -108,7 +113,9 @@ def pipeline(frames: int, instrumented: bool, traced: bool = False) -> float:
         raise SystemExit(f"run failed: {runner.info.fault} (completed {completed}, failed {failed}, "
                          f"{len(counters)} sinks)")
     if trace is not None:  # after the run, as the CLI writes it: not in the FPS
-        TRACE_SINK_US.append(sum(t.seconds for t in timed) / sum(t.calls for t in timed) * 1e6)
+        calls = sum(t.calls for t in timed)
+        TRACE_SINK_US.append(sum(t.cpu_ns for t in timed) / calls / 1e3)
+        TRACE_SINK_WALL_US.append(sum(t.seconds for t in timed) / calls * 1e6)
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "run.pftrace")
             t0 = time.perf_counter()
@@ -245,15 +252,17 @@ def main() -> None:
           f"{mic['trace_sink'] * 1e-6 * fps * 100:.2f}% of one core")
     print(f"CPU per frame, untraced/traced {fmt(cpu_ratios)} median {median(cpu_ratios):.3f}")
     in_run = median(TRACE_SINK_US)
-    print(f"time inside the trace's sink during the traced runs: {in_run:.1f} us/frame x {fps:.0f} FPS = "
-          f"{in_run * 1e-6 * fps * 100:.2f}% of the postprocess thread's time")
+    in_run_wall = median(TRACE_SINK_WALL_US)
+    print(f"CPU inside the trace's sink during the traced runs: {in_run:.1f} us/frame x {fps:.0f} FPS = "
+          f"{in_run * 1e-6 * fps * 100:.2f}% of one core (wall {in_run_wall:.1f} us/frame: with the GIL's hand-overs)")
     print(f"trace file of {a.frames} frames: written in {median(TRACE_WRITE_S):.2f} s after the run, "
           f"{median(TRACE_BYTES) / 1e6:.1f} MB")
     if ratios:
         print(result_line("overhead", ratios, frame_done_us=f"{mic['recorder_metrics']:.2f}",
                           scrape_ms=f"{mic['scrape_ms']:.2f}"))
     print(result_line("trace_overhead", trace_ratios, cpu_ratio=f"{median(cpu_ratios):.3f}",
-                      sink_in_run_us=f"{in_run:.2f}", trace_sink_us=f"{mic['trace_sink']:.2f}",
+                      sink_in_run_us=f"{in_run:.2f}",
+                      sink_in_run_wall_us=f"{in_run_wall:.2f}", trace_sink_us=f"{mic['trace_sink']:.2f}",
                       trace_write_s=f"{median(TRACE_WRITE_S):.2f}", trace_mb=f"{median(TRACE_BYTES) / 1e6:.1f}",
                       frames=a.frames))
 
