@@ -10,7 +10,7 @@ clip (720p mp4v, 300 frames):
   decoded frames held in memory; CPU seconds per frame (``fused`` is only the zero-copy wrap here: its
   resize runs inside the infer request);
 - inference alone: vidprof's own ``InferenceStage`` on the build's compiled model and nireq, fed
-  pre-made input tensors (held frames put through the build's preprocess), FPS = frames / wall seconds.
+  pre-made input tensors (all held frames put through the build's preprocess), FPS = frames / wall seconds.
   ``separate`` and ``host`` feed the model the f32 1x3x300x300 tensor; ``fused`` runs the model with
   the preprocessing built in on the 720p u8 frame. Each placement gets its own run, next to its
   pipeline run. The build's ``Postprocess`` is then timed on the outputs;
@@ -29,8 +29,8 @@ frame is printed, with the bound that includes it, so its share is visible.
 
 CPU seconds come from ``time.process_time()`` (all threads of this process: FFmpeg's decode threads
 and OpenVINO's too), taken while nothing else runs in the process. The four measurements of a
-placement run back to back in alternating order, so its bound and its pipeline run see the same
-phase of the machine's drift. Also printed: the stages' CPU per frame measured alone, summed, over the
+placement run back to back, twice, in mirrored order (A B C D D C B A), and each figure is the mean of
+its two runs, so its bound and its pipeline run see the same phase of the machine's drift. Also printed: the stages' CPU per frame measured alone, summed, over the
 pipeline's CPU per frame: CPU accounting is much less disturbed by other jobs than wall time.
 """
 
@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -48,7 +49,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 from prometheus_client import CollectorRegistry
 
-from bench._common import base_parser, fmt, log, machine_note, median, ordered, result_line, run_interleaved
+from bench._common import base_parser, fmt, log, machine_note, median, ordered, result_line, run_mirrored
 from vidprof.pipeline.build import build, open_sources
 from vidprof.pipeline.config import RunConfig
 from vidprof.pipeline.runner import Runner
@@ -60,6 +61,11 @@ from vidprof.stages.inference import InferenceStage
 PLACEMENTS = ("separate", "host", "fused")
 HELD_FRAMES = 16  # decoded frames kept for the preprocess measurements (a 720p frame is 2.7 MB)
 PRE_ITERS = 300  # preprocess calls per measurement
+# Input tensors the inference-only run cycles through: every held frame. The pipeline never gives the model the
+# same input twice, and with 4 the fused placement's 720p frames (2.7 MB each) were partly still in cache:
+# inference alone read 7 % faster than with 16 (median of 6 alternating pairs; host and separate, whose inputs
+# are 1.1 MB, unchanged), which flattered the bound's inference part.
+INFER_INPUTS = HELD_FRAMES
 
 
 def stage_config(placement: str, clip: str) -> RunConfig:
@@ -105,6 +111,13 @@ class InferAlone:
     cpu_per_frame: float
     post_cpu_per_frame: float
 
+    @staticmethod
+    def mean(runs: list[InferAlone]) -> InferAlone:
+        """Runs of the same frame count: FPS as all frames over all their time, CPU per frame averaged."""
+        return InferAlone(1.0 / statistics.fmean(1.0 / x.fps for x in runs),
+                          statistics.fmean(x.cpu_per_frame for x in runs),
+                          statistics.fmean(x.post_cpu_per_frame for x in runs))
+
 
 def inference_alone(placement: str, clip: str, images: list[np.ndarray], frames: int) -> InferAlone:
     """vidprof's InferenceStage on pre-made inputs, on the compiled model and nireq the build makes.
@@ -118,7 +131,7 @@ def inference_alone(placement: str, clip: str, images: list[np.ndarray], frames:
     parts = build(cfg)
     try:
         tensors = []
-        for img in images[:4]:
+        for img in images[:INFER_INPUTS]:
             f = Frame(0, image=img)
             parts.streams[0].preprocess.process(f)
             assert f.tensor is not None
@@ -154,6 +167,11 @@ def inference_alone(placement: str, clip: str, images: list[np.ndarray], frames:
 class PipelineRun:
     fps: float
     cpu_per_frame: float
+
+    @staticmethod
+    def mean(runs: list[PipelineRun]) -> PipelineRun:
+        return PipelineRun(1.0 / statistics.fmean(1.0 / x.fps for x in runs),
+                           statistics.fmean(x.cpu_per_frame for x in runs))
 
 
 def pipeline(placement: str, clip: str, frames: int) -> PipelineRun:
@@ -194,17 +212,20 @@ def main() -> None:
     for i in range(a.pairs):
         log(f"round {i + 1}/{a.pairs} ...")
         for k, pl in enumerate(ordered(i, placements)):
-            # A placement's figures are taken back to back (order alternating), so its bound and its
-            # pipeline run see the same phase of the machine's drift.
-            r = run_interleaved(i + k, {
+            # A placement's figures are taken back to back and mirrored (decode pre infer pipe pipe infer pre
+            # decode, the order turning each round): over the eight runs every figure sees the same mean of a
+            # steady drift, so its bound and its pipeline run no longer differ by where in the drift they fell
+            # (inference alone moved 490 -> 700 FPS between rounds of one run of this script).
+            r = run_mirrored(i + k, {
                 "decode": lambda: decode_alone(clip)[0],
                 "pre": lambda pl=pl: preprocess_alone(pl, clip, images),
                 "infer": lambda pl=pl: inference_alone(pl, clip, images, a.infer_frames),
                 "pipe": lambda pl=pl: pipeline(pl, clip, a.frames),
             })
-            dec, pre = r["decode"], r["pre"]
-            inf: InferAlone = r["infer"]
-            pipe: PipelineRun = r["pipe"]
+            # Each figure is the mean of its two runs (seconds per frame, so FPS average as frames over time).
+            dec, pre = statistics.fmean(r["decode"]), statistics.fmean(r["pre"])
+            inf = InferAlone.mean(r["infer"])
+            pipe = PipelineRun.mean(r["pipe"])
             bound = 1.0 / (1.0 / inf.fps + (dec + pre) / cores)
             bound_post = 1.0 / (1.0 / inf.fps + (dec + pre + inf.post_cpu_per_frame) / cores)
             ratios[pl].append(pipe.fps / bound)
