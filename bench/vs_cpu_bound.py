@@ -30,8 +30,9 @@ frame is printed, with the bound that includes it, so its share is visible.
 CPU seconds come from ``time.process_time()`` (all threads of this process: FFmpeg's decode threads
 and OpenVINO's too), taken while nothing else runs in the process. The four measurements of a
 placement run back to back, twice, in mirrored order (A B C D D C B A), and each figure is the mean of
-its two runs, so its bound and its pipeline run see the same phase of the machine's drift. Also printed: the stages' CPU per frame measured alone, summed, over the
-pipeline's CPU per frame: CPU accounting is much less disturbed by other jobs than wall time.
+its two runs, so its bound and its pipeline run see the same phase of the machine's drift. Also
+printed: the stages' CPU per frame measured alone, summed, over the pipeline's CPU per frame: CPU
+accounting is much less disturbed by other jobs than wall time.
 """
 
 from __future__ import annotations
