@@ -5,7 +5,7 @@
 Each round, for each placement (``separate``, ``host``, ``fused``), measures back to back on the sample
 clip (720p mp4v, 300 frames):
 - decode alone: open the clip as the build opens a stream's source (``build.open_sources``) and read
-  every frame; CPU seconds per frame;
+  every frame; CPU seconds per frame (the opening outside, as the pipeline opens in ``prepare()``);
 - preprocess alone: the preprocess stage ``vidprof.pipeline.build.build`` makes for the placement, on
   decoded frames held in memory; CPU seconds per frame (``fused`` is only the zero-copy wrap here: its
   resize runs inside the infer request);
@@ -51,6 +51,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 from prometheus_client import CollectorRegistry
 
 from bench._common import base_parser, fmt, log, machine_note, median, ordered, result_line, run_mirrored
+from bench._threads import ThreadCpu, group
 from vidprof.pipeline.build import build, open_sources
 from vidprof.pipeline.config import RunConfig
 from vidprof.pipeline.runner import Runner
@@ -76,19 +77,21 @@ def stage_config(placement: str, clip: str) -> RunConfig:
 
 
 def decode_alone(clip: str) -> tuple[float, list[np.ndarray]]:
-    """CPU seconds per frame to open and decode the whole clip, opened as the build opens a stream's source
+    """CPU seconds per frame to decode the whole clip, opened as the build opens a stream's source
     (``build.open_sources``, no model compiled); also returns a few frames to reuse."""
-    c0 = time.process_time()
+    # Opening (and probing the first frame) stays outside, as the pipeline's run opens its source in prepare().
     [(_, src)] = open_sources(RunConfig(sources=(clip,)))
+    c0 = time.process_time()
     n, kept = 0, []
     try:
         while (img := src.read()) is not None:
             if n % 19 == 0 and len(kept) < HELD_FRAMES:
                 kept.append(img)
             n += 1
+        cpu = time.process_time() - c0
     finally:
         src.close()
-    return (time.process_time() - c0) / n, kept
+    return cpu / n, kept
 
 
 def preprocess_alone(placement: str, clip: str, images: list[np.ndarray]) -> float:
@@ -168,11 +171,26 @@ def inference_alone(placement: str, clip: str, images: list[np.ndarray], frames:
 class PipelineRun:
     fps: float
     cpu_per_frame: float
+    threads: dict[str, float]  # CPU seconds per frame by kind of thread (``thread_kind``)
 
     @staticmethod
     def mean(runs: list[PipelineRun]) -> PipelineRun:
+        kinds = {k for x in runs for k in x.threads}
         return PipelineRun(1.0 / statistics.fmean(1.0 / x.fps for x in runs),
-                           statistics.fmean(x.cpu_per_frame for x in runs))
+                           statistics.fmean(x.cpu_per_frame for x in runs),
+                           {k: statistics.fmean(x.threads.get(k, 0.0) for x in runs) for k in kinds})
+
+
+def thread_kind(name: str) -> str:
+    """Which stages a pipeline thread's CPU belongs to, to set beside those stages measured alone. OpenVINO's
+    workers (which also run the completion callback) and OpenCV's (the decoder's colour conversion runs on
+    them) are both unnamed ("[python]") and cannot be told apart, so decode and inference are one group; a
+    placement whose preprocess runs on the submit thread counts that thread as preprocess."""
+    if name.startswith("preprocess"):
+        return "preprocess"
+    if name.startswith("[") or name == "decode":
+        return "decode+inference"
+    return "vidprof"  # submit, postprocess, the main thread's tick
 
 
 def pipeline(placement: str, clip: str, frames: int) -> PipelineRun:
@@ -180,12 +198,20 @@ def pipeline(placement: str, clip: str, frames: int) -> PipelineRun:
     runner = Runner(cfg, registry=CollectorRegistry())
     runner.prepare()
     c0 = time.process_time()
-    runner.run()
+    # Sampled every 50 ms: a thread's CPU after its last sample is lost when it ends (the stream's threads and
+    # FFmpeg's end with the run); whatever is still missing is reported apart as "ended threads".
+    with ThreadCpu(interval=0.05) as threads:
+        runner.run()
     cpu = time.process_time() - c0
     s = runner.summary().report
     if s["fault"] or s["frames"]["failed"]:
         raise SystemExit(f"pipeline {placement} failed: {s['fault'] or s['first_error']}")
-    return PipelineRun(s["fps"], cpu / max(1, s["frames"]["completed"]))
+    done = max(1, s["frames"]["completed"])
+    kinds: dict[str, float] = {}
+    for name, sec in group(threads.seconds()).items():
+        kinds[thread_kind(name)] = kinds.get(thread_kind(name), 0.0) + sec / done
+    kinds["ended threads"] = max(0.0, cpu / done - sum(kinds.values()))
+    return PipelineRun(s["fps"], cpu / done, kinds)
 
 
 def main() -> None:
@@ -210,6 +236,8 @@ def main() -> None:
 
     ratios: dict[str, list[float]] = {pl: [] for pl in placements}
     cpu_ratios: dict[str, list[float]] = {pl: [] for pl in placements}
+    # Per placement and stage: CPU ms a frame in the pipeline minus the same stage measured alone.
+    extra: dict[str, dict[str, list[float]]] = {pl: {} for pl in placements}
     for i in range(a.pairs):
         log(f"round {i + 1}/{a.pairs} ...")
         for k, pl in enumerate(ordered(i, placements)):
@@ -239,11 +267,21 @@ def main() -> None:
                   f"(sum {summed * 1e3:.2f}, pipeline {pipe.cpu_per_frame * 1e3:.2f}) | inference-only "
                   f"{inf.fps:6.1f} FPS | bound {bound:6.1f} FPS (with postprocess {bound_post:6.1f}) | "
                   f"pipeline {pipe.fps:6.1f} FPS | ratio {pipe.fps / bound:.3f}", flush=True)
+            t = pipe.threads
+            print(f"        in the pipeline, cpu-ms/frame: decode+inference (with OpenVINO's and OpenCV's worker "
+                  f"threads) {t.get('decode+inference', 0) * 1e3:.2f} preprocess {t.get('preprocess', 0) * 1e3:.2f} "
+                  f"vidprof (submit, postprocess, tick) {t.get('vidprof', 0) * 1e3:.2f} ended threads (after their "
+                  f"last sample) {t.get('ended threads', 0) * 1e3:.2f}", flush=True)
+            for kind, alone in (("decode+inference", dec + inf.cpu_per_frame), ("preprocess", pre)):
+                extra[pl].setdefault(kind, []).append(t.get(kind, 0.0) - alone)
+            extra[pl].setdefault("vidprof", []).append(t.get("vidprof", 0.0) - inf.post_cpu_per_frame)
 
     print(machine_note())
     for pl in placements:
         print(f"{pl:8s} pipeline/bound ratios {fmt(ratios[pl])} median {median(ratios[pl]):.3f} (goal >= 0.95); "
               f"sum-of-stages-cpu/pipeline-cpu median {median(cpu_ratios[pl]):.3f}")
+        print(f"{'':8s} CPU ms a frame in the pipeline beyond the stage alone (medians): " +
+              ", ".join(f"{k} {median(v) * 1e3:+.2f}" for k, v in extra[pl].items()))
     for pl in placements:
         print(result_line(f"vs_cpu_bound_{pl}", ratios[pl], cores=cores, cpu_ratio=f"{median(cpu_ratios[pl]):.3f}"))
 
