@@ -1,6 +1,6 @@
 """A stream worker: one source's decode -> preprocess -> submit, and its postprocess, on its own threads.
 
-    decode ─q_pre─▶ preprocess ─q_inf─▶ submit ══▶ shared inference ══▶ route ─q_post─▶ postprocess ─▶ recorder
+    decode ─q_pre─▶ preprocess + submit ══▶ shared inference ══▶ route ─q_post─▶ postprocess ─▶ recorder
 
 Each stream has its own queues, pacing, drops, end of stream and recorder; only the infer requests
 are shared (``stages.inference.InferenceStage``). Every thread catches what goes wrong with one frame
@@ -40,7 +40,7 @@ KEPT_OUTAGES = 100  # a stream that flaps for days keeps its last outages and co
 @dataclass(frozen=True)
 class _EndAfter:
     """The end marker on the postprocess queue: it may overtake frames still inside the shared inference, so it
-    says how many frames the submit thread sent, and the postprocess thread ends once it has seen them all."""
+    says how many frames the preprocess threads sent, and the postprocess thread ends once it has seen them all."""
 
     sent: int
 
@@ -123,34 +123,38 @@ class StreamWorker:
         self.frames_read = 0
         self.ended_ns: int | None = None  # when the last frame left postprocess: this stream's own wall time
         self._outputs = outputs
-        # A live source keeps the queues short, so a frame never waits behind stale ones: one waiting
-        # for preprocess, and no more waiting for inference than there are requests.
+        # A live source keeps its queue short, so a frame never waits behind stale ones: one waiting for
+        # preprocess (and one held by the preprocess thread while it waits for an infer request).
         live = self.source.live
         self.q_pre: queue.Queue = queue.Queue(maxsize=1) if live else HandOff(queue_size)
-        self.q_inf: queue.Queue = queue.Queue(maxsize=nireq) if live else HandOff(max(queue_size, nireq))
         # Completed frames reach postprocess through a SimpleQueue: OpenVINO's callback thread puts each one, and a
         # queue.Queue's put (a Python Condition and its notify) cost ~10 us of that thread's CPU a frame, and its
         # bound blocked inference when postprocess fell behind. The bound is kept on the submit side instead:
-        # the submit thread sends at most ``_post_cap`` frames that postprocess has not yet taken (in flight plus
-        # queued), and waits before the frame's inference when it has (``_wait_for_room``).
+        # the submitting threads send at most ``_post_cap`` frames that postprocess has not yet taken (in flight
+        # plus queued), and wait before the frame's inference when they have (``_wait_for_room``).
         self.q_post: queue.SimpleQueue = queue.SimpleQueue()
         self._post_cap = max(queue_size, nireq) * 2
-        self._sent = 0  # frames the submit thread sent on (into inference, or straight to q_post): its own count
+        self._sent = 0  # frames the submitting threads sent on (into inference, or straight to q_post)
+        self._sent_lock = threading.Lock()  # two threads submit for a file's ``separate`` placement
         self._taken = 0  # frames the postprocess thread took from q_post: its own count
         self._room = threading.Condition()
-        self._wants_room = False
+        self._wants_room = 0  # submitting threads waiting in ``_wait_for_room``
         # A stage that may run on several threads (``workers``) does so for a file, up to ``preprocess_threads``
         # (the runner's share of the cores for this stream); a live source keeps one, so its drop-the-oldest
         # hand-off keeps a single producer.
         n = 1 if live or self.stage_inline else max(1, min(int(getattr(self.preprocess, "workers", 1)),
                                                              preprocess_threads))
         self._preprocessors = [self.preprocess] + [self.preprocess.fork() for _ in range(n - 1)]
+        # Frames preprocessed and not yet in inference (the queue before inference): each preprocess thread holds
+        # at most one, while it waits for an infer request or for postprocess to catch up; one slot per thread,
+        # written by that thread only, so no lock per frame.
+        self._submitting = [0] * n
         self._preprocess_left = n  # threads still running: the last one to end passes the end marker on
         self._preprocess_lock = threading.Lock()
 
     @property
     def stage_inline(self) -> bool:
-        """Preprocessing cheap enough to run on the submit thread (``host``, ``fused``)."""
+        """Preprocessing cheap enough for one thread that also submits (``host``, ``fused``): never forked."""
         return bool(getattr(self.preprocess, "inline", False))
 
     @property
@@ -162,21 +166,17 @@ class StreamWorker:
         return self.stop_event.is_set() or self._stop_all.is_set()
 
     def queue_depths(self) -> dict[str, Callable[[], int]]:
-        return {"preprocess": self.q_pre.qsize, "inference": self.q_inf.qsize, "postprocess": self.q_post.qsize}
+        return {"preprocess": self.q_pre.qsize, "inference": lambda: sum(self._submitting),
+                "postprocess": self.q_post.qsize}
 
     def threads(self) -> list[threading.Thread]:
-        """Three threads when preprocessing is cheap on the host or inside the model (``host``, ``fused``): one
-        thread preprocesses and submits, and a frame makes one hand-off fewer. The ``separate`` placement keeps
-        threads of its own (two for a file, see ``SeparatePreprocess.workers``): its graph runs while the
-        submitter waits for a free request."""
-        if self.stage_inline:
-            loops = [("decode", self._decode_loop), ("preprocess+submit", self._preprocess_submit_loop),
-                     ("postprocess", self._postprocess_loop)]
-        else:
-            pre = [(f"preprocess{'' if i == 0 else i}", partial(self._preprocess_loop, stage))
-                   for i, stage in enumerate(self._preprocessors)]
-            loops = [("decode", self._decode_loop), *pre, ("submit", self._submit_loop),
-                     ("postprocess", self._postprocess_loop)]
+        """Decode, then each preprocess thread preprocesses a frame and submits it itself (a frame makes no
+        hand-off between the two), then postprocess. The ``separate`` placement runs two preprocess threads
+        for a file (see ``SeparatePreprocess.workers``): one's graph runs while the other waits for a free
+        request."""
+        pre = [(f"preprocess{'' if i == 0 else i}+submit", partial(self._preprocess_submit_loop, stage, i))
+               for i, stage in enumerate(self._preprocessors)]
+        loops = [("decode", self._decode_loop), *pre, ("postprocess", self._postprocess_loop)]
         return [threading.Thread(target=fn, name=f"vidprof-{self.label}-{name}", daemon=True) for name, fn in loops]
 
     # ----------------------------------------------------------------- shared inference hands frames back here
@@ -318,26 +318,33 @@ class StreamWorker:
             frame.error, frame.reason = f"{name}: {e}", name
         frame.marks.end[name] = self._clock.now_ns()
 
-    def _submit_one(self, frame: Frame) -> None:
-        if self._sent - self._taken >= self._post_cap and not self._wait_for_room():
-            self.sink.frame_dropped(frame.marks)  # hurrying: a frame not yet in inference is dropped, like the queued
-            return
-        self._sent += 1
-        if frame.error is not None:
-            self.q_post.put(frame)
-            return
+    def _submit_one(self, frame: Frame, slot: int) -> None:
+        """Send the frame into inference (a failed one straight to postprocess); ``slot``: the calling thread's."""
+        self._submitting[slot] = 1
         try:
-            self._inference.submit(frame)
-        except Exception as e:
-            frame.error, frame.reason = f"inference submit: {e}", "inference"
-            self.q_post.put(frame)
+            if self._sent - self._taken >= self._post_cap and not self._wait_for_room():
+                # Hurrying: a frame not yet in inference is dropped, like the queued ones.
+                self.sink.frame_dropped(frame.marks)
+                return
+            with self._sent_lock:
+                self._sent += 1
+            if frame.error is not None:
+                self.q_post.put(frame)
+                return
+            try:
+                self._inference.submit(frame)
+            except Exception as e:
+                frame.error, frame.reason = f"inference submit: {e}", "inference"
+                self.q_post.put(frame)
+        finally:
+            self._submitting[slot] = 0
 
     def _wait_for_room(self) -> bool:
         """Postprocess is ``_post_cap`` frames behind: wait until it takes one; False when the run hurries (a second
         Ctrl-C or signal) first. The frame waits before its inference, and its "queue before inference" says so.
         Postprocess takes every frame sent until the end, so room always comes."""
         with self._room:
-            self._wants_room = True
+            self._wants_room += 1
             try:
                 while self._sent - self._taken >= self._post_cap:
                     if self._hurry.is_set():
@@ -345,14 +352,14 @@ class StreamWorker:
                     self._room.wait(0.1)
                 return True
             finally:
-                self._wants_room = False
+                self._wants_room -= 1
 
     def _took(self) -> None:
         """The postprocess thread took a frame: one more may be sent."""
         self._taken += 1
         if self._wants_room:
             with self._room:
-                self._room.notify()
+                self._room.notify_all()
 
     def _finish_submitting(self) -> None:
         """The end marker follows the last frame sent; the frames still in flight may reach postprocess after it,
@@ -371,39 +378,23 @@ class StreamWorker:
                 continue
             yield frame
 
-    def _preprocess_loop(self, stage: Any) -> None:
-        """One of the stream's preprocess threads (``stage``: its own copy of the stage). Frames may reach the
-        submit thread out of order when there are two; each carries its own index and marks."""
+    def _preprocess_submit_loop(self, stage: Any, slot: int) -> None:
+        """One of the stream's preprocess threads (``stage``: its own copy of the stage; ``slot``: its index):
+        preprocess a frame, then submit it. With two threads, frames may reach inference out of order; each
+        carries its own index and marks. The last thread to end passes the end marker on to postprocess."""
         inject = self._delays.get("preprocess")
-        put = (lambda f: self._put_live(self.q_inf, f)) if self.source.live else self.q_inf.put
         try:
             for frame in self._take(self.q_pre):
                 self._preprocess_one(frame, inject, stage)
-                put(frame)
+                self._submit_one(frame, slot)
         finally:
             with self._preprocess_lock:
                 self._preprocess_left -= 1
                 last = self._preprocess_left == 0
             if last:
-                self.q_inf.put(_END)
+                self._finish_submitting()
             else:
                 self.q_pre.put(_END)  # the end marker came once: the next thread must see it too
-
-    def _submit_loop(self) -> None:
-        try:
-            for frame in self._take(self.q_inf):
-                self._submit_one(frame)
-        finally:
-            self._finish_submitting()
-
-    def _preprocess_submit_loop(self) -> None:
-        inject = self._delays.get("preprocess")
-        try:
-            for frame in self._take(self.q_pre):
-                self._preprocess_one(frame, inject)
-                self._submit_one(frame)
-        finally:
-            self._finish_submitting()
 
     def _postprocess_loop(self) -> None:
         try:

@@ -7,7 +7,7 @@ Tracks (open the file in the Perfetto UI):
       queue before preprocess      several rows when frames wait side by side
       preprocess
       queue before inference
-      wait for infer request       the submit thread's wait for a free request
+      wait for infer request       the submitting thread's wait for a free request
       queue before postprocess
       postprocess
       frames queued before ...     counters: frames between two stages

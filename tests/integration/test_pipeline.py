@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -135,3 +137,42 @@ def test_callback_exceptions_are_failed_frames_not_hangs(clip: str, detector: st
     assert rep["frames"]["failed"] == CLIP_FRAMES // 3
     assert rep["frames"]["completed"] == CLIP_FRAMES - CLIP_FRAMES // 3
     assert "injected callback fault" in rep["first_error"]
+
+
+def test_the_queue_before_inference_is_the_frames_the_preprocess_threads_hold(clip: str, detector: str) -> None:
+    """One infer request held 30 ms a frame: each preprocess thread (two for a file with ``separate`` on two
+    cores or more) soon holds a preprocessed frame it cannot submit, so /metrics reads as many frames waiting
+    before inference as there are preprocess threads, never more, and none once the run is over."""
+    import threading
+
+    from prometheus_client import CollectorRegistry
+
+    from vidprof.pipeline.config import Injection, RunConfig
+    from vidprof.pipeline.runner import Runner
+
+    registry = CollectorRegistry()
+    runner = Runner(RunConfig(sources=(clip,), model=detector, frames=30, loop=True, preprocess="separate",
+                              inference=InferenceOptions(nireq=1), inject=(Injection("inference", 0.03),),
+                              pipeline_name="test"), registry)
+    seen: list[float] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            v = sample(registry, "vidprof_queue_depth", queue="inference")
+            if v is not None:
+                seen.append(v)
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        runner.run()
+    finally:
+        done.set()
+        watcher.join()
+    threads = runner.workers[0].preprocess_threads
+    assert runner.summary().report["frames"]["completed"] == 30
+    assert seen and max(seen) == threads and min(seen) >= 0
+    assert sorted(seen)[len(seen) // 2] == threads  # most of the run: every thread holds a frame
+    assert sample(registry, "vidprof_queue_depth", queue="inference") == 0
