@@ -134,8 +134,6 @@ class StreamWorker:
         # plus queued), and wait before the frame's inference when they have (``_wait_for_room``).
         self.q_post: queue.SimpleQueue = queue.SimpleQueue()
         self._post_cap = max(queue_size, nireq) * 2
-        self._sent = 0  # frames the submitting threads sent on (into inference, or straight to q_post)
-        self._sent_lock = threading.Lock()  # two threads submit for a file's ``separate`` placement
         self._taken = 0  # frames the postprocess thread took from q_post: its own count
         self._room = threading.Condition()
         self._wants_room = 0  # submitting threads waiting in ``_wait_for_room``
@@ -149,6 +147,9 @@ class StreamWorker:
         # at most one, while it waits for an infer request or for postprocess to catch up; one slot per thread,
         # written by that thread only, so no lock per frame.
         self._submitting = [0] * n
+        # Frames each preprocess thread sent on (into inference, or straight to q_post): a count per thread, each
+        # written by its own thread, so two submitting threads need no lock per frame.
+        self._sent_by = [0] * n
         self._preprocess_left = n  # threads still running: the last one to end passes the end marker on
         self._preprocess_lock = threading.Lock()
 
@@ -322,12 +323,11 @@ class StreamWorker:
         """Send the frame into inference (a failed one straight to postprocess); ``slot``: the calling thread's."""
         self._submitting[slot] = 1
         try:
-            if self._sent - self._taken >= self._post_cap and not self._wait_for_room():
+            if sum(self._sent_by) - self._taken >= self._post_cap and not self._wait_for_room():
                 # Hurrying: a frame not yet in inference is dropped, like the queued ones.
                 self.sink.frame_dropped(frame.marks)
                 return
-            with self._sent_lock:
-                self._sent += 1
+            self._sent_by[slot] += 1
             if frame.error is not None:
                 self.q_post.put(frame)
                 return
@@ -346,7 +346,7 @@ class StreamWorker:
         with self._room:
             self._wants_room += 1
             try:
-                while self._sent - self._taken >= self._post_cap:
+                while sum(self._sent_by) - self._taken >= self._post_cap:
                     if self._hurry.is_set():
                         return False
                     self._room.wait(0.1)
@@ -364,7 +364,7 @@ class StreamWorker:
     def _finish_submitting(self) -> None:
         """The end marker follows the last frame sent; the frames still in flight may reach postprocess after it,
         and the marker says how many to wait for."""
-        self.q_post.put(_EndAfter(self._sent))
+        self.q_post.put(_EndAfter(sum(self._sent_by)))
 
     def _take(self, q: queue.Queue) -> Iterator[Frame]:
         """Frames from ``q`` until its end marker; once hurrying (a second Ctrl-C or signal), each is dropped
