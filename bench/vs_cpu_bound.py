@@ -184,13 +184,13 @@ class PipelineRun:
 def thread_kind(name: str) -> str:
     """Which stages a pipeline thread's CPU belongs to, to set beside those stages measured alone. OpenVINO's
     workers (which also run the completion callback) and OpenCV's (the decoder's colour conversion runs on
-    them) are both unnamed ("[python]") and cannot be told apart, so decode and inference are one group; a
-    placement whose preprocess runs on the submit thread counts that thread as preprocess."""
+    them) are both unnamed ("[python]") and cannot be told apart, so decode and inference are one group. The
+    preprocess threads also submit each frame, so the submit counts as preprocess."""
     if name.startswith("preprocess"):
         return "preprocess"
     if name.startswith("[") or name == "decode":
         return "decode+inference"
-    return "vidprof"  # submit, postprocess, the main thread's tick
+    return "vidprof"  # postprocess, the main thread's tick
 
 
 def pipeline(placement: str, clip: str, frames: int) -> PipelineRun:
@@ -270,7 +270,7 @@ def main() -> None:
             t = pipe.threads
             print(f"        in the pipeline, cpu-ms/frame: decode+inference (with OpenVINO's and OpenCV's worker "
                   f"threads) {t.get('decode+inference', 0) * 1e3:.2f} preprocess {t.get('preprocess', 0) * 1e3:.2f} "
-                  f"vidprof (submit, postprocess, tick) {t.get('vidprof', 0) * 1e3:.2f} ended threads (after their "
+                  f"vidprof (postprocess, tick) {t.get('vidprof', 0) * 1e3:.2f} ended threads (after their "
                   f"last sample) {t.get('ended threads', 0) * 1e3:.2f}", flush=True)
             for kind, alone in (("decode+inference", dec + inf.cpu_per_frame), ("preprocess", pre)):
                 extra[pl].setdefault(kind, []).append(t.get(kind, 0.0) - alone)
